@@ -1,0 +1,1 @@
+"""Data: the episode schema, the sequence layout, and mixture sampling into batches."""

@@ -1,0 +1,173 @@
+"""Sequence layout: episodes, documents and image-text examples as one flat stream of positions.
+
+An episode is [BOS] then its timesteps, each [observation tokens, '|', action tokens]. Every
+position carries its id (for an image patch: its slot in `patches`), its kind, its local
+position (index within the timestep's observation; -1 elsewhere) and its loss mask (1 only on
+text and action tokens). Documents are [BOS] + text; image-text examples are
+[BOS] + (image patches, caption text)*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gato.data.episode import Episode, TaskSpec
+from gato.tokenization import images, spaces
+from gato.tokenization.spaces import Tokens
+from gato.tokenization.vocab import Kind, TARGET_KINDS, TokenMap, as_action_kinds
+
+_TARGETS = np.array(TARGET_KINDS, np.uint8)
+
+
+@dataclass
+class Sequence:
+    ids: np.ndarray  # (T,) int64; IMAGE positions hold their patch slot
+    kinds: np.ndarray  # (T,) uint8 Kind
+    local_pos: np.ndarray  # (T,) int16, -1 where none
+    loss_mask: np.ndarray  # (T,) bool
+    patches: np.ndarray  # (P, 16, 16, 3) float32
+    patch_pos: np.ndarray  # (P, 4) int16
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @staticmethod
+    def from_tokens(tok: Tokens, kinds: np.ndarray | None = None, local: bool = False,
+                    loss: bool | None = None) -> "Sequence":
+        kinds = tok.kinds if kinds is None else kinds
+        ids = tok.ids.copy()
+        img = kinds == Kind.IMAGE
+        ids[img] = np.arange(int(img.sum()))
+        n = len(ids)
+        local_pos = np.arange(n, dtype=np.int16) if local else np.full(n, -1, np.int16)
+        mask = np.isin(kinds, _TARGETS) if loss is None else np.full(n, loss, bool)
+        return Sequence(ids, kinds, local_pos, mask, tok.patches, tok.patch_pos)
+
+    @staticmethod
+    def special(token_id: int, kind: Kind) -> "Sequence":
+        return Sequence.from_tokens(Tokens.of([token_id], kind), loss=False)
+
+    @staticmethod
+    def concat(parts: list["Sequence"]) -> "Sequence":
+        ids, offset = [], 0
+        for p in parts:  # renumber patch slots
+            i = p.ids.copy()
+            img = p.kinds == Kind.IMAGE
+            i[img] += offset
+            offset += int(img.sum())
+            ids.append(i)
+        return Sequence(np.concatenate(ids), np.concatenate([p.kinds for p in parts]),
+                        np.concatenate([p.local_pos for p in parts]),
+                        np.concatenate([p.loss_mask for p in parts]),
+                        np.concatenate([p.patches for p in parts]),
+                        np.concatenate([p.patch_pos for p in parts]))
+
+    def slice(self, start: int, stop: int) -> "Sequence":
+        """Positions [start, stop), keeping only the patches they use."""
+        kinds = self.kinds[start:stop]
+        ids = self.ids[start:stop].copy()
+        img = kinds == Kind.IMAGE
+        slots = ids[img]
+        ids[img] = np.arange(len(slots))
+        return Sequence(ids, kinds, self.local_pos[start:stop], self.loss_mask[start:stop],
+                        self.patches[slots], self.patch_pos[slots])
+
+    def without_loss(self) -> "Sequence":
+        return Sequence(self.ids, self.kinds, self.local_pos, np.zeros_like(self.loss_mask),
+                        self.patches, self.patch_pos)
+
+
+class EpisodeLayout:
+    """Lays out one task's timesteps, tokenizing only the steps a window needs."""
+
+    def __init__(self, spec: TaskSpec, tm: TokenMap, text=None, max_local_positions: int = 512):
+        self.spec, self.tm, self.text = spec, tm, text
+        self.max_local = max_local_positions
+        self.num_action_tokens = len(spaces.token_ranges(spec.action_space, tm)) \
+            if not _has_text(spec.action_space) else None
+
+    def timestep(self, obs, act, where: str = "") -> Sequence:
+        o = spaces.encode(self.spec.observation_space, obs, self.tm, text=self.text,
+                          name=f"{self.spec.name}: observation{where}")
+        if len(o) > self.max_local:
+            raise ValueError(f"{self.spec.name}: an observation has {len(o)} tokens; the model's "
+                             f"local position table holds {self.max_local}")
+        a = spaces.encode(self.spec.action_space, act, self.tm, role=spaces.ACTION, text=self.text,
+                          name=f"{self.spec.name}: action{where}")
+        return Sequence.concat([
+            Sequence.from_tokens(o, local=True, loss=False),
+            Sequence.special(self.tm.separator, Kind.SEPARATOR),
+            Sequence.from_tokens(a, kinds=as_action_kinds(a.kinds)),
+        ])
+
+    def step_lengths(self, episode: Episode) -> np.ndarray:
+        """Tokens per timestep, without tokenizing images."""
+        act = None if self.num_action_tokens is None else self.num_action_tokens
+        return np.array([_count(self.spec.observation_space, o, self.text) + 1 +
+                         (act if act is not None else _count(self.spec.action_space, a, self.text))
+                         for o, a in zip(episode.observations, episode.actions)], np.int64)
+
+    def steps(self, episode: Episode, first: int, last: int, with_bos: bool) -> Sequence:
+        parts = [Sequence.special(self.tm.bos, Kind.BOS)] if with_bos else []
+        parts += [self.timestep(episode.observations[t], episode.actions[t], f" at step {t}")
+                  for t in range(first, last)]
+        return Sequence.concat(parts)
+
+    def window(self, episode: Episode, lengths: np.ndarray, start: int, size: int) -> Sequence:
+        """Positions [start, start+size) of the episode's stream [BOS] + timesteps."""
+        ends = 1 + np.cumsum(lengths)  # stream offset where each step ends
+        stop = min(start + size, int(ends[-1]))
+        first = int(np.searchsorted(ends, start, side="right")) if start > 0 else 0
+        last = int(np.searchsorted(ends, stop, side="left")) + 1
+        origin = 0 if start == 0 else int(ends[first - 1]) if first > 0 else 1
+        seq = self.steps(episode, first, min(last, len(lengths)), with_bos=start == 0)
+        return seq.slice(start - origin, stop - origin)
+
+
+def document(ids: np.ndarray, tm: TokenMap) -> Sequence:
+    """A text document: [BOS] + text tokens, all text tokens targets."""
+    ids = np.asarray(ids, np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= tm.text_vocab):
+        raise ValueError(f"document has ids outside the text range [0, {tm.text_vocab})")
+    return Sequence.concat([Sequence.special(tm.bos, Kind.BOS),
+                            Sequence.from_tokens(Tokens.of(ids, Kind.TEXT), loss=True)])
+
+
+def image_text(pairs: list[tuple[np.ndarray, np.ndarray]], tm: TokenMap) -> Sequence:
+    """An image-text example: [BOS] + (image patches, text)* ; the text is the target."""
+    parts = [Sequence.special(tm.bos, Kind.BOS)]
+    for image, ids in pairs:
+        patches = images.patchify(image)
+        rows, cols = images.grid_shape(*np.asarray(image).shape[:2])
+        tok = Tokens(np.full(len(patches), -1, np.int64), np.full(len(patches), Kind.IMAGE, np.uint8),
+                     patches, images.patch_positions(rows, cols))
+        parts += [Sequence.from_tokens(tok, loss=False),
+                  Sequence.from_tokens(Tokens.of(ids, Kind.TEXT), loss=True)]
+    return Sequence.concat(parts)
+
+
+def _has_text(space) -> bool:
+    if isinstance(space, spaces.spaces.Text):
+        return True
+    subs = getattr(space, "spaces", None)
+    subs = subs.values() if isinstance(subs, dict) else (subs or ())
+    return any(_has_text(s) for s in subs)
+
+
+def _count(space, x, text) -> int:
+    """Number of tokens `encode(space, x)` produces (images: patches, not pixels)."""
+    S = spaces.spaces
+    if isinstance(space, S.Text):
+        return len(text.encode(x)) if text is not None else 0
+    if isinstance(space, S.Dict):
+        return sum(_count(space.spaces[k], x[k], text) for k in space.spaces)
+    if isinstance(space, S.Tuple):
+        return sum(_count(s, v, text) for s, v in zip(space.spaces, x))
+    if spaces.is_image_space(space):
+        r, c = images.grid_shape(space.shape[0], space.shape[1])
+        return r * c
+    if isinstance(space, S.Discrete):
+        return 1
+    return int(np.prod(space.shape))

@@ -1,0 +1,180 @@
+"""Mixture sampling: random context windows from many sources, collated into padded batches.
+
+A control source yields a random window of one of its episodes; with probability
+`prompt_prob` (0.25, paper) a prompt from another episode of the same task is prepended, half of
+the time that episode's last tokens (goal conditioning), half a uniform window. Prompt tokens
+are conditioning only: no loss on them. Text and image-text sources yield windows of documents
+and packed (image, caption) examples. All randomness comes from one numpy Generator whose state
+is the data cursor (state_dict), so a resumed run draws the same batches.
+
+Windows shorter than the context (short episodes and documents) are packed: further episodes
+(documents, examples) of the same source follow from their start, each opened by BOS, so no
+context is wasted on padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from gato.data.episode import Episode, TaskSpec
+from gato.data.layout import EpisodeLayout, Sequence, document, image_text
+from gato.tokenization.vocab import Kind, TokenMap
+
+
+def _pack(first: Sequence, more, size: int) -> Sequence:
+    """`first`, then `more(room)` sequences until `size` positions are filled."""
+    parts, n = [first], len(first)
+    while n < size:
+        parts.append(more(size - n))
+        n += len(parts[-1])
+    return Sequence.concat(parts) if len(parts) > 1 else first
+
+
+class Source(Protocol):
+    name: str
+
+    def sample(self, rng: np.random.Generator, size: int) -> Sequence:
+        """A sequence of at most `size` positions."""
+
+
+class ControlSource:
+    def __init__(self, spec: TaskSpec, episodes: list[Episode], tm: TokenMap, text=None, *,
+                 prompt_prob: float = 0.25, prompt_tokens: int = 256, max_local_positions: int = 512):
+        if not episodes:
+            raise ValueError(f"task {spec.name!r} has no episodes")
+        self.name, self.episodes = spec.name, episodes
+        self.layout = EpisodeLayout(spec, tm, text, max_local_positions)
+        self.prompt_prob, self.prompt_tokens = prompt_prob, prompt_tokens
+        self._lengths: dict[int, np.ndarray] = {}
+
+    def lengths(self, i: int) -> np.ndarray:
+        if i not in self._lengths:
+            self._lengths[i] = self.layout.step_lengths(self.episodes[i])
+        return self._lengths[i]
+
+    def _window(self, rng, i: int, size: int, at_end: bool = False) -> Sequence:
+        total = 1 + int(self.lengths(i).sum())
+        start = max(0, total - size) if at_end else int(rng.integers(0, max(0, total - size) + 1))
+        return self.layout.window(self.episodes[i], self.lengths(i), start, size)
+
+    def _from_start(self, rng, size: int) -> Sequence:
+        i = int(rng.integers(len(self.episodes)))
+        return self.layout.window(self.episodes[i], self.lengths(i), 0, size)
+
+    def sample(self, rng: np.random.Generator, size: int) -> Sequence:
+        i = int(rng.integers(len(self.episodes)))
+        use_prompt = len(self.episodes) > 1 and rng.random() < self.prompt_prob
+        if not use_prompt or self.prompt_tokens >= size:
+            first = self._window(rng, i, size)
+        else:
+            j = int(rng.integers(len(self.episodes) - 1))
+            j += j >= i  # another episode of the same task
+            prompt = self._window(rng, j, self.prompt_tokens, at_end=rng.random() < 0.5).without_loss()
+            first = Sequence.concat([prompt, self._window(rng, i, size - len(prompt))])
+        return _pack(first, lambda room: self._from_start(rng, room), size)
+
+
+class DocumentSource:
+    """Random windows of tokenized text documents."""
+
+    def __init__(self, name: str, documents: list[np.ndarray], tm: TokenMap):
+        if not documents:
+            raise ValueError(f"text source {name!r} has no documents")
+        self.name, self.docs, self.tm = name, documents, tm
+
+    def _doc(self, rng) -> Sequence:
+        return document(self.docs[int(rng.integers(len(self.docs)))], self.tm)
+
+    def sample(self, rng, size):
+        doc = self._doc(rng)
+        start = int(rng.integers(0, max(0, len(doc) - size) + 1))
+        return _pack(doc.slice(start, start + size), lambda room: self._doc(rng).slice(0, room), size)
+
+
+class ImageTextSource:
+    """(image, text ids) pairs, several per sequence (five in the paper), cropped to the context."""
+
+    def __init__(self, name: str, pairs: list[tuple[np.ndarray, np.ndarray]], tm: TokenMap,
+                 pairs_per_sequence: int = 5):
+        if not pairs:
+            raise ValueError(f"image-text source {name!r} has no examples")
+        self.name, self.pairs, self.tm, self.k = name, pairs, tm, pairs_per_sequence
+
+    def _example(self, rng) -> Sequence:
+        picks = rng.integers(len(self.pairs), size=self.k)
+        return image_text([self.pairs[int(i)] for i in picks], self.tm)
+
+    def sample(self, rng, size):
+        seq = self._example(rng)
+        start = int(rng.integers(0, max(0, len(seq) - size) + 1))
+        return _pack(seq.slice(start, start + size), lambda room: self._example(rng).slice(0, room), size)
+
+
+@dataclass
+class Batch:
+    """Model inputs and loss mask, padded to (B, T). Patches of all rows, in row-major order."""
+
+    ids: torch.Tensor  # (B, T) long; PAD id at image and padding positions
+    kinds: torch.Tensor  # (B, T) uint8
+    local_pos: torch.Tensor  # (B, T) long, -1 where none
+    loss_mask: torch.Tensor  # (B, T) bool
+    patches: torch.Tensor  # (N, 16, 16, 3) float32
+    patch_pos: torch.Tensor  # (N, 4) int16
+
+    def to(self, device) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=True) for t in
+                       (self.ids, self.kinds, self.local_pos, self.loss_mask, self.patches, self.patch_pos)))
+
+    def inputs(self) -> tuple:
+        return self.ids, self.kinds, self.local_pos, self.patches, self.patch_pos
+
+    @property
+    def num_tokens(self) -> int:
+        return int((self.kinds != Kind.PAD).sum())
+
+
+def collate(seqs: list[Sequence], length: int, tm: TokenMap) -> Batch:
+    """Pad sequences at the end to `length`; padding is kind PAD, never a target."""
+    B = len(seqs)
+    ids = np.full((B, length), tm.pad, np.int64)
+    kinds = np.full((B, length), Kind.PAD, np.uint8)
+    local = np.full((B, length), -1, np.int64)
+    mask = np.zeros((B, length), bool)
+    for b, s in enumerate(seqs):
+        n = len(s)
+        if n > length:
+            raise ValueError(f"sequence of {n} positions does not fit the context of {length}")
+        ids[b, :n] = np.where(s.kinds == Kind.IMAGE, tm.pad, s.ids)
+        kinds[b, :n], local[b, :n], mask[b, :n] = s.kinds, s.local_pos, s.loss_mask
+    return Batch(torch.from_numpy(ids), torch.from_numpy(kinds), torch.from_numpy(local),
+                 torch.from_numpy(mask),
+                 torch.from_numpy(np.concatenate([s.patches for s in seqs])),
+                 torch.from_numpy(np.concatenate([s.patch_pos for s in seqs])))
+
+
+class Mixture:
+    """Draws each row of a batch from a source chosen by weight. The rng state is the cursor."""
+
+    def __init__(self, sources: list[Source], tm: TokenMap, weights: list[float] | None = None,
+                 seed: int = 0):
+        if not sources:
+            raise ValueError("a mixture needs at least one source")
+        w = np.ones(len(sources)) if weights is None else np.asarray(weights, np.float64)
+        if w.shape != (len(sources),) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights {weights} must be {len(sources)} non-negative numbers, not all 0")
+        self.sources, self.tm, self.weights = sources, tm, w / w.sum()
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+
+    def sample_batch(self, batch_size: int, length: int) -> Batch:
+        picks = self.rng.choice(len(self.sources), size=batch_size, p=self.weights)
+        return collate([self.sources[int(k)].sample(self.rng, length) for k in picks], length, self.tm)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]

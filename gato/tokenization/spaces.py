@@ -1,0 +1,307 @@
+"""Gymnasium spaces <-> tokens: one dispatch on the space type, as Gymnasium's own flatten.
+
+`encode(space, x)` turns an observation or action into `Tokens`; `decode(space, ids)` turns
+action ids back into a valid action of the space. Rules (docs/tokens.md):
+
+- Discrete, MultiDiscrete, MultiBinary and integer Box: discrete tokens of value - low (< 1024).
+- uint8 Box of shape (H, W), (H, W, 1) or (H, W, 3) with H, W >= 16: an image (16x16 patches).
+  Smaller uint8 grids (BabyAI's 7x7x3) are discrete values.
+- float Box: continuous tokens, flattened row-major. Which values are companded is decided per
+  element from the bounds: observations in [-1, 1] are binned as they are, others mu-law
+  companded; actions with finite bounds are mapped affinely onto [-1, 1] (identity when the
+  bounds are [-1, 1], as the paper's actions), unbounded actions are mu-law companded.
+- Dict: keys in lexicographic order. Tuple: in order. Text: SentencePiece ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import singledispatch
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from gato.tokenization import continuous, images
+from gato.tokenization.vocab import Kind, TokenMap
+
+OBSERVATION = "observation"
+ACTION = "action"
+
+
+@dataclass
+class Tokens:
+    """Flat tokens of one observation or action. Image positions have id -1 and one patch each."""
+
+    ids: np.ndarray  # (n,) int64
+    kinds: np.ndarray  # (n,) uint8, observation kinds
+    patches: np.ndarray  # (p, 16, 16, 3) float32, p = number of IMAGE positions
+    patch_pos: np.ndarray  # (p, 4) int16
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @staticmethod
+    def of(ids: np.ndarray, kind: Kind) -> "Tokens":
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        return Tokens(ids, np.full(len(ids), kind, np.uint8), _NO_PATCHES, _NO_PATCH_POS)
+
+    @staticmethod
+    def concat(parts: list["Tokens"]) -> "Tokens":
+        if len(parts) == 1:
+            return parts[0]
+        return Tokens(np.concatenate([p.ids for p in parts]),
+                      np.concatenate([p.kinds for p in parts]),
+                      np.concatenate([p.patches for p in parts]),
+                      np.concatenate([p.patch_pos for p in parts]))
+
+
+_NO_PATCHES = np.zeros((0, images.PATCH, images.PATCH, images.CHANNELS), np.float32)
+_NO_PATCH_POS = np.zeros((0, 4), np.int16)
+_NO_PATCHES.setflags(write=False)
+_NO_PATCH_POS.setflags(write=False)
+
+
+# ---------------------------------------------------------------- classification of Box spaces
+
+def is_image_space(space: spaces.Space) -> bool:
+    if not isinstance(space, spaces.Box) or space.dtype != np.uint8:
+        return False
+    s = space.shape
+    return (len(s) == 2 or (len(s) == 3 and s[2] in (1, 3))) and s[0] >= 16 and s[1] >= 16
+
+
+def _is_integer_box(space: spaces.Box) -> bool:
+    return np.issubdtype(space.dtype, np.integer) or space.dtype == np.bool_
+
+
+def _continuous_transform(space: spaces.Box, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per element: (mask of mu-law companded elements, affine offset, affine scale).
+
+    A value v becomes (v - offset) / scale before binning (scale 1, offset 0 = unchanged)."""
+    low = np.asarray(space.low, np.float64).reshape(-1)
+    high = np.asarray(space.high, np.float64).reshape(-1)
+    finite = np.isfinite(low) & np.isfinite(high)
+    offset, scale = np.zeros_like(low), np.ones_like(low)
+    if role == ACTION:
+        compand = ~finite
+        offset[finite] = (high[finite] + low[finite]) / 2.0
+        scale[finite] = np.maximum((high[finite] - low[finite]) / 2.0, 1e-12)
+    else:
+        compand = ~((low >= -1.0) & (high <= 1.0))
+    return compand, offset, scale
+
+
+# ---------------------------------------------------------------- encode
+
+def encode(space: spaces.Space, x: Any, tm: TokenMap, *, role: str = OBSERVATION,
+           text=None, name: str | None = None) -> Tokens:
+    """Tokenize one observation (role='observation') or action (role='action') of `space`.
+
+    `text` is the TextTokenizer, needed for Text spaces. Errors name the value by `name`."""
+    return _encode(space, x, tm, role, text, name or role)
+
+
+@singledispatch
+def _encode(space, x, tm, role, text, name) -> Tokens:
+    raise TypeError(f"{name}: unsupported space type {type(space).__name__} ({space})")
+
+
+def _check_shape(space: spaces.Space, arr: np.ndarray, name: str) -> None:
+    if arr.shape != space.shape:
+        raise ValueError(f"{name}: expected shape {space.shape} for {space}, got {arr.shape}")
+
+
+def _as_int_array(x: Any, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+        raise ValueError(f"{name}: expected integer values, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _discrete_tokens(values: np.ndarray, n: np.ndarray | int, tm: TokenMap, name: str) -> Tokens:
+    """values already shifted to start at 0; each must be < n (and < 1024)."""
+    values = values.reshape(-1)
+    n = np.broadcast_to(np.asarray(n), values.shape) if values.size else np.asarray(n)
+    bad = (values < 0) | (values >= n) | (values >= tm.num_discrete)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name}: discrete value {values[i]} at flat index {i} is outside "
+                         f"[0, {min(int(n.reshape(-1)[i]), tm.num_discrete)})")
+    return Tokens.of(tm.discrete_start + values, Kind.DISCRETE_OBS)
+
+
+@_encode.register
+def _(space: spaces.Discrete, x, tm, role, text, name) -> Tokens:
+    arr = _as_int_array(x, name)
+    if arr.shape not in ((), (1,)):
+        raise ValueError(f"{name}: expected a scalar for {space}, got shape {arr.shape}")
+    return _discrete_tokens(arr - int(space.start), int(space.n), tm, name)
+
+
+@_encode.register
+def _(space: spaces.MultiDiscrete, x, tm, role, text, name) -> Tokens:
+    arr = _as_int_array(x, name)
+    _check_shape(space, arr, name)
+    return _discrete_tokens(arr - space.start, space.nvec, tm, name)
+
+
+@_encode.register
+def _(space: spaces.MultiBinary, x, tm, role, text, name) -> Tokens:
+    arr = _as_int_array(x, name)
+    _check_shape(space, arr, name)
+    return _discrete_tokens(arr, 2, tm, name)
+
+
+@_encode.register
+def _(space: spaces.Box, x, tm, role, text, name) -> Tokens:
+    arr = np.asarray(x)
+    _check_shape(space, arr, name)
+    if is_image_space(space) and role == OBSERVATION:
+        if arr.dtype != np.uint8:
+            raise ValueError(f"{name}: image space expects uint8 pixels, got dtype {arr.dtype}")
+        patches = images.patchify(arr, name)
+        rows, cols = images.grid_shape(arr.shape[0], arr.shape[1])
+        return Tokens(np.full(len(patches), -1, np.int64), np.full(len(patches), Kind.IMAGE, np.uint8),
+                      patches, images.patch_positions(rows, cols))
+    if _is_integer_box(space):
+        arr = _as_int_array(arr, name)
+        low = np.asarray(space.low, np.int64)
+        return _discrete_tokens(arr - low, np.asarray(space.high, np.int64) - low + 1, tm, name)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name}: expected numeric values, got dtype {arr.dtype}")
+    compand, offset, scale = _continuous_transform(space, role)
+    flat = arr.astype(np.float64).reshape(-1)
+    continuous.check_finite(flat, name)
+    y = (flat - offset) / scale
+    y = np.where(compand, continuous.mu_law(y), y)
+    bins = continuous.to_bins(y, tm.num_bins)
+    return Tokens.of(tm.continuous_start + bins, Kind.CONTINUOUS_OBS)
+
+
+@_encode.register
+def _(space: spaces.Dict, x, tm, role, text, name) -> Tokens:
+    if not isinstance(x, Mapping):
+        raise ValueError(f"{name}: expected a mapping with keys {sorted(space.spaces)}, got {type(x).__name__}")
+    missing, extra = set(space.spaces) - set(x), set(x) - set(space.spaces)
+    if missing or extra:
+        raise ValueError(f"{name}: keys do not match the space: missing {sorted(missing)}, "
+                         f"unexpected {sorted(extra)}")
+    return Tokens.concat([_encode(space.spaces[k], x[k], tm, role, text, f"{name}[{k!r}]")
+                          for k in sorted(space.spaces)])
+
+
+@_encode.register
+def _(space: spaces.Tuple, x, tm, role, text, name) -> Tokens:
+    if len(x) != len(space.spaces):
+        raise ValueError(f"{name}: expected {len(space.spaces)} items, got {len(x)}")
+    return Tokens.concat([_encode(s, v, tm, role, text, f"{name}[{i}]")
+                          for i, (s, v) in enumerate(zip(space.spaces, x))])
+
+
+@_encode.register
+def _(space: spaces.Text, x, tm, role, text, name) -> Tokens:
+    if not isinstance(x, str):
+        raise ValueError(f"{name}: expected str for {space}, got {type(x).__name__}")
+    if text is None:
+        raise ValueError(f"{name}: a Text space needs a text tokenizer")
+    ids = np.asarray(text.encode(x), np.int64)
+    if ids.size and ids.max() >= tm.text_vocab:
+        raise ValueError(f"{name}: text tokenizer id {ids.max()} is outside the token map's "
+                         f"text range [0, {tm.text_vocab})")
+    return Tokens.of(ids, Kind.TEXT_OBS)
+
+
+# ---------------------------------------------------------------- action decoding
+
+def num_tokens(space: spaces.Space) -> int:
+    """Number of tokens of a fixed-size (action) space."""
+    return len(token_ranges(space, TokenMap()))
+
+
+def token_ranges(space: spaces.Space, tm: TokenMap) -> list[tuple[int, int]]:
+    """Valid id range [lo, hi) of each token of an action: sampling restricted to these ids
+    always decodes to a valid action."""
+    if isinstance(space, spaces.Discrete):
+        return [(tm.discrete_start, tm.discrete_start + min(int(space.n), tm.num_discrete))]
+    if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
+        n = space.nvec.reshape(-1) if isinstance(space, spaces.MultiDiscrete) else [2] * int(np.prod(space.shape))
+        return [(tm.discrete_start, tm.discrete_start + int(k)) for k in n]
+    if isinstance(space, spaces.Box) and not is_image_space(space):
+        if _is_integer_box(space):
+            span = (np.asarray(space.high, np.int64) - np.asarray(space.low, np.int64) + 1).reshape(-1)
+            return [(tm.discrete_start, tm.discrete_start + int(min(k, tm.num_discrete))) for k in span]
+        return [tm.continuous_range()] * int(np.prod(space.shape))
+    if isinstance(space, spaces.Dict):
+        return [r for k in sorted(space.spaces) for r in token_ranges(space.spaces[k], tm)]
+    if isinstance(space, spaces.Tuple):
+        return [r for s in space.spaces for r in token_ranges(s, tm)]
+    raise TypeError(f"{space} has no fixed number of action tokens")
+
+
+def decode(space: spaces.Space, ids: np.ndarray, tm: TokenMap, *, text=None) -> Any:
+    """Action ids -> a valid action of `space` (inverse of encode(role='action'))."""
+    ids = np.asarray(ids, np.int64).reshape(-1)
+    if isinstance(space, spaces.Text):
+        if text is None:
+            raise ValueError("decoding a Text action needs a text tokenizer")
+        return text.decode(ids)
+    ranges = token_ranges(space, tm)
+    if len(ids) != len(ranges):
+        raise ValueError(f"action for {space} needs {len(ranges)} tokens, got {len(ids)}")
+    for i, (tok, (lo, hi)) in enumerate(zip(ids, ranges)):
+        if not lo <= tok < hi:
+            raise ValueError(f"action token {i} of {space}: id {tok} ({tm.describe(tok)}) "
+                             f"is outside the valid range [{lo}, {hi})")
+    return _decode(space, ids, tm)
+
+
+@singledispatch
+def _decode(space, ids, tm):
+    raise TypeError(f"cannot decode actions of space type {type(space).__name__}")
+
+
+@_decode.register
+def _(space: spaces.Discrete, ids, tm):
+    return np.int64(ids[0] - tm.discrete_start + int(space.start))
+
+
+@_decode.register
+def _(space: spaces.MultiDiscrete, ids, tm):
+    return ((ids - tm.discrete_start).reshape(space.shape) + space.start).astype(space.dtype)
+
+
+@_decode.register
+def _(space: spaces.MultiBinary, ids, tm):
+    return (ids - tm.discrete_start).reshape(space.shape).astype(space.dtype)
+
+
+@_decode.register
+def _(space: spaces.Box, ids, tm):
+    if _is_integer_box(space):
+        return ((ids - tm.discrete_start).reshape(space.shape) + space.low).astype(space.dtype)
+    compand, offset, scale = _continuous_transform(space, ACTION)
+    y = continuous.from_bins(ids - tm.continuous_start, tm.num_bins)
+    y = np.where(compand, continuous.inverse_mu_law(y), y) * scale + offset
+    return np.clip(y.reshape(space.shape), space.low, space.high).astype(space.dtype)
+
+
+@_decode.register
+def _(space: spaces.Dict, ids, tm):
+    out, i = {}, 0
+    for k in sorted(space.spaces):
+        n = len(token_ranges(space.spaces[k], tm))
+        out[k] = _decode(space.spaces[k], ids[i:i + n], tm)
+        i += n
+    return out
+
+
+@_decode.register
+def _(space: spaces.Tuple, ids, tm):
+    out, i = [], 0
+    for s in space.spaces:
+        n = len(token_ranges(s, tm))
+        out.append(_decode(s, ids[i:i + n], tm))
+        i += n
+    return tuple(out)
