@@ -148,7 +148,12 @@ class Gato(nn.Module):
         """(B, T) ids/kinds/local positions + (N, 16, 16, 3) patches -> (B, T, width)."""
         x = self.embed(ids.clamp(min=0))
         is_image = kinds == Kind.IMAGE
-        if patches is not None and patches.shape[0]:
+        num_patches = 0 if patches is None else patches.shape[0]
+        num_image = int(is_image.sum())
+        if num_patches != num_image:
+            raise ValueError(f"{num_patches} image patches given for {num_image} IMAGE positions "
+                             f"(kinds == {int(Kind.IMAGE)}); they must match one to one, in row-major order")
+        if num_patches:
             pp = patch_pos.long()  # (N, 4): row_lo, row_hi, col_lo, col_hi
             if self.training:  # a random index of the patch's interval
                 u = torch.rand(pp.shape[0], 2, device=pp.device)

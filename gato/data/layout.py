@@ -128,17 +128,23 @@ class EpisodeLayout:
 
 def document(ids: np.ndarray, tm: TokenMap) -> Sequence:
     """A text document: [BOS] + text tokens, all text tokens targets."""
-    ids = np.asarray(ids, np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= tm.text_vocab):
-        raise ValueError(f"document has ids outside the text range [0, {tm.text_vocab})")
+    ids = _text_ids(ids, tm, "document")
     return Sequence.concat([Sequence.special(tm.bos, Kind.BOS),
                             Sequence.from_tokens(Tokens.of(ids, Kind.TEXT), loss=True)])
+
+
+def _text_ids(ids, tm: TokenMap, what: str) -> np.ndarray:
+    ids = np.asarray(ids, np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= tm.text_vocab):
+        raise ValueError(f"{what} has ids outside the text range [0, {tm.text_vocab})")
+    return ids
 
 
 def image_text(pairs: list[tuple[np.ndarray, np.ndarray]], tm: TokenMap) -> Sequence:
     """An image-text example: [BOS] + (image patches, text)* ; the text is the target."""
     parts = [Sequence.special(tm.bos, Kind.BOS)]
-    for image, ids in pairs:
+    for k, (image, ids) in enumerate(pairs):
+        ids = _text_ids(ids, tm, f"image-text pair {k}")
         patches = images.patchify(image)
         rows, cols = images.grid_shape(*np.asarray(image).shape[:2])
         tok = Tokens(np.full(len(patches), -1, np.int64), np.full(len(patches), Kind.IMAGE, np.uint8),

@@ -76,6 +76,13 @@ def _is_integer_box(space: spaces.Box) -> bool:
     return np.issubdtype(space.dtype, np.integer) or space.dtype == np.bool_
 
 
+def _int_box_span(space: spaces.Box, tm: TokenMap) -> np.ndarray:
+    """high - low + 1 per element, capped at num_discrete. Computed in float64: with int64 or
+    uint64 bounds (Box(0, 2**63 - 1)) the integer difference overflows."""
+    span = np.asarray(space.high, np.float64) - np.asarray(space.low, np.float64) + 1.0
+    return np.minimum(span, tm.num_discrete).astype(np.int64)
+
+
 def _continuous_transform(space: spaces.Box, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per element: (mask of mu-law companded elements, affine offset, affine scale).
 
@@ -168,7 +175,7 @@ def _(space: spaces.Box, x, tm, role, text, name) -> Tokens:
     if _is_integer_box(space):
         arr = _as_int_array(arr, name)
         low = np.asarray(space.low, np.int64)
-        return _discrete_tokens(arr - low, np.asarray(space.high, np.int64) - low + 1, tm, name)
+        return _discrete_tokens(arr - low, _int_box_span(space, tm), tm, name)
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{name}: expected numeric values, got dtype {arr.dtype}")
     compand, offset, scale = _continuous_transform(space, role)
@@ -227,11 +234,11 @@ def token_ranges(space: spaces.Space, tm: TokenMap) -> list[tuple[int, int]]:
         return [(tm.discrete_start, tm.discrete_start + min(int(space.n), tm.num_discrete))]
     if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
         n = space.nvec.reshape(-1) if isinstance(space, spaces.MultiDiscrete) else [2] * int(np.prod(space.shape))
-        return [(tm.discrete_start, tm.discrete_start + int(k)) for k in n]
+        return [(tm.discrete_start, tm.discrete_start + min(int(k), tm.num_discrete)) for k in n]
     if isinstance(space, spaces.Box) and not is_image_space(space):
         if _is_integer_box(space):
-            span = (np.asarray(space.high, np.int64) - np.asarray(space.low, np.int64) + 1).reshape(-1)
-            return [(tm.discrete_start, tm.discrete_start + int(min(k, tm.num_discrete))) for k in span]
+            return [(tm.discrete_start, tm.discrete_start + int(k))
+                    for k in _int_box_span(space, tm).reshape(-1)]
         return [tm.continuous_range()] * int(np.prod(space.shape))
     if isinstance(space, spaces.Dict):
         return [r for k in sorted(space.spaces) for r in token_ranges(space.spaces[k], tm)]

@@ -207,6 +207,7 @@ def write_json_atomic(path: Path, obj) -> None:
 def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str | None = None,
           steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
           context: int | None = None, seed: int | None = None, data: str | None = None,
+          warmup: int | None = None, log_every: int | None = None, checkpoint_every: int | None = None,
           resume: bool = False, device: str = "auto", max_minutes: float | None = None,
           progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
@@ -221,6 +222,9 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         context: tokens per sequence (default: the model's context).
         seed: seed of weights and data order.
         data: data source (synthetic: generated toy tasks, text and captions).
+        warmup: linear warm-up steps.
+        log_every: steps between log lines (progress bar, TensorBoard).
+        checkpoint_every: steps between checkpoints.
         resume: continue exactly from the newest checkpoint in OUT.
         device: auto, cpu or cuda.
         max_minutes: stop (with a checkpoint) after this many minutes.
@@ -229,7 +233,9 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
     if recipe not in TRAIN_PRESETS:
         raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(TRAIN_PRESETS)}")
     overrides = {k: v for k, v in dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr,
-                                       context=context, seed=seed, data=data).items() if v is not None}
+                                       context=context, seed=seed, data=data, warmup=warmup,
+                                       log_every=log_every, checkpoint_every=checkpoint_every).items()
+                 if v is not None}
     cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
     get_preset(cfg.preset)  # clear error for an unknown preset before any work
     if device == "auto":

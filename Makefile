@@ -1,0 +1,31 @@
+# Both targets set up .venv from nothing (torch==2.13.0 first: a CPU build where one is offered,
+# and pinning it keeps pip from pulling a newer CUDA build through a dependency range).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export SDL_VIDEODRIVER ?= dummy
+export MUJOCO_GL ?= egl
+
+.PHONY: demo test test-all bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/gato demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q -m ''
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/gato bench train --json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+"""gato: an open, faithful, fast implementation of DeepMind's Gato generalist agent."""
+
+__version__ = "0.1.0"

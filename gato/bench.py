@@ -1,0 +1,132 @@
+"""`gato bench ...`: speed measured as ratios against a baseline run in the same process.
+
+Machines here are shared and noisy, so absolute numbers are reported with the machine but the
+figure of merit is the ratio; the two sides are interleaved in rounds and the median taken.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import os
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gato.config import ModelConfig, get_preset
+from gato.model import Block
+
+
+def machine_info() -> dict:
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+class BareTransformer(nn.Module):
+    """The same blocks as Gato with a plain token embedding: the baseline for the training bench."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.ln_f = nn.LayerNorm(cfg.width)
+
+    def forward(self, ids, logits_at=None):
+        B, T = ids.shape
+        x = self.embed(ids)
+        pos = torch.arange(T, device=ids.device).expand(B, T)
+        for block in self.blocks:
+            x, _ = block(x, pos)
+        if logits_at is not None:
+            x = x[logits_at]
+        return F.linear(self.ln_f(x), self.embed.weight)
+
+
+def _time(fn, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0, rounds: int = 3,
+                steps_per_round: int = 2, device: str = "auto", json: bool = False) -> dict:
+    """Training tokens/s of a full Gato step (batch building included) vs a bare transformer.
+
+    The bare transformer has the same blocks and dimensions, a plain embedding, and pre-made
+    random ids. It is timed twice: as a plain language model (logits at every position: the
+    `ratio`) and with logits only at as many positions as a Gato batch has targets
+    (`ratio_same_targets`, which isolates the cost of Gato's embeddings and batch building).
+
+    Args:
+        preset: model preset.
+        batch_size: sequences per step.
+        context: tokens per sequence (0: the preset's context).
+        rounds: interleaved measurement rounds (the median is reported).
+        steps_per_round: optimizer steps per side per round.
+        device: auto, cpu or cuda.
+        json: print one JSON object instead of a sentence.
+    """
+    from gato.training.loss import target_mask
+    from gato.training.trainer import TrainConfig, Trainer
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    cfg = get_preset(preset)
+    T = context or cfg.context
+    tcfg = TrainConfig(preset=preset, steps=10**9, batch_size=batch_size, context=T, warmup=1)
+    gato = Trainer(tcfg, device=device)
+
+    torch.manual_seed(0)
+    bare = BareTransformer(cfg).to(dev)
+    opt = torch.optim.AdamW(bare.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                            fused=dev.type == "cuda")
+    ids = torch.randint(0, cfg.token_map.size, (batch_size, T), device=dev)
+    # The same share of target positions as a Gato batch, for the like-for-like baseline.
+    same_targets = target_mask(gato.data.sample_batch(batch_size, T).loss_mask).to(dev)
+
+    def bare_step(logits_at=None):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            logits = bare(ids, logits_at)
+            if logits_at is None:
+                loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+            else:
+                loss = F.cross_entropy(logits.float(), ids[logits_at])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(bare.parameters(), 1.0)
+        opt.step()
+
+    sides = {"gato": lambda: gato.train_step(gato.data.sample_batch(batch_size, T)),
+             "bare_all_logits": bare_step, "bare_same_targets": lambda: bare_step(same_targets)}
+    times = {k: [] for k in sides}
+    for fn in sides.values():  # warm-up
+        fn()
+    for _ in range(rounds):
+        for k, fn in sides.items():
+            times[k].append(sum(_time(fn, dev) for _ in range(steps_per_round)) / steps_per_round)
+    tokens = batch_size * T
+    tps = {k: tokens / statistics.median(v) for k, v in times.items()}
+    g, b, s = tps["gato"], tps["bare_all_logits"], tps["bare_same_targets"]
+    result = {"bench": "train", "preset": preset, "device": str(dev), "batch_size": batch_size,
+              "context": T, "tokens_per_s": round(g, 1), "baseline_tokens_per_s": round(b, 1),
+              "ratio": round(g / b, 3), "baseline_same_targets_tokens_per_s": round(s, 1),
+              "ratio_same_targets": round(g / s, 3), "date": time.strftime("%Y-%m-%d"),
+              "machine": machine_info()}
+    if json:
+        print(jsonlib.dumps(result))
+    else:
+        print(f"{preset} on {dev}: Gato step {g:.0f} tokens/s; bare transformer {b:.0f} tokens/s "
+              f"(logits everywhere, ratio {g / b:.3f}), {s:.0f} tokens/s (logits at the same targets, "
+              f"ratio {g / s:.3f})")
+    return result

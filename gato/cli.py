@@ -1,0 +1,59 @@
+"""One CLI, `gato <command>`: each command is a typed function that is also the Python API.
+
+tyro turns the function's signature and docstring into the command line; this module only
+maps command names to functions (imported lazily so `gato --help` is fast).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("train",): ("gato.training.trainer:train", "train a Gato model (resumable)"),
+    ("inspect",): ("gato.inspection:inspect", "print a training sequence as the model sees it"),
+    ("demo",): ("gato.demo:demo", "a one-minute end-to-end run: sequences, training, falling loss"),
+    ("presets",): ("gato.config:presets", "list the model presets and their sizes"),
+    ("tokenizer", "train"): ("gato.tokenization.text:tokenizer_train", "train a SentencePiece text tokenizer offline"),
+    ("bench", "train"): ("gato.bench:bench_train", "training throughput vs a bare transformer"),
+}
+
+
+def _load(target: str):
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _usage() -> str:
+    lines = ["usage: gato <command> [options]   (gato <command> --help for its options)", "", "commands:"]
+    for key, (_, summary) in COMMANDS.items():
+        lines.append(f"  {' '.join(key):<18} {summary}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import tyro
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    key = next((k for k in sorted(COMMANDS, key=len, reverse=True) if tuple(argv[:len(k)]) == k), None)
+    if key is None:
+        print(_usage())
+        known = {k[0] for k in COMMANDS}
+        if argv and argv[0] not in ("-h", "--help"):
+            hint = f" (did you mean: {', '.join(' '.join(k) for k in COMMANDS if k[0] == argv[0])}?)" \
+                if argv[0] in known else ""
+            print(f"\nerror: unknown command {' '.join(argv[:2])!r}{hint}", file=sys.stderr)
+            sys.exit(2)
+        return
+    fn = _load(COMMANDS[key][0])
+    try:
+        tyro.cli(fn, args=argv[len(key):], prog=f"gato {' '.join(key)}")
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        if os.environ.get("GATO_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
