@@ -33,7 +33,7 @@ FAST = settings(max_examples=60, deadline=None)
 
 def mu(x: float) -> float:
     """The paper's F(x) written out independently of the code (mu = 100, M = 256)."""
-    return math.copysign(math.log(abs(x) * 100 + 1) / math.log(256 * 100 + 1), x)
+    return math.copysign(math.log1p(abs(x) * 100) / math.log(256 * 100 + 1), x)
 
 
 def bin_of(y: float) -> int:

@@ -129,13 +129,13 @@ def _as_int_array(x: Any, name: str) -> np.ndarray:
 
 def _discrete_tokens(values: np.ndarray, n: np.ndarray | int, tm: TokenMap, name: str) -> Tokens:
     """values already shifted to start at 0; each must be < n (and < 1024)."""
+    n = np.broadcast_to(np.asarray(n), values.shape).reshape(-1)  # per element, as values
     values = values.reshape(-1)
-    n = np.broadcast_to(np.asarray(n), values.shape) if values.size else np.asarray(n)
     bad = (values < 0) | (values >= n) | (values >= tm.num_discrete)
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"{name}: discrete value {values[i]} at flat index {i} is outside "
-                         f"[0, {min(int(n.reshape(-1)[i]), tm.num_discrete)})")
+                         f"[0, {min(int(n[i]), tm.num_discrete)})")
     return Tokens.of(tm.discrete_start + values, Kind.DISCRETE_OBS)
 
 
