@@ -4,7 +4,7 @@ The paper's Table 5 gives layers, width, heads, feed-forward size and key/value 
 parameter counts (79M, 364M, 1.18B) are not reproduced by either usual reading of a GEGLU
 feed-forward of that size (branch width = ff: +29%; ff split in two halves: -7..9%; Shazeer's
 2/3 rule: +5..8%). We keep the paper's counts: the GEGLU branch width is 7/12 of the table's
-feed-forward size (rounded to a multiple of 64), which puts all three presets within 1% of the
+feed-forward size (rounded to a multiple of 64), which puts all three presets within 2% of the
 paper (tests/test_model.py checks 5%). See docs/design.md.
 """
 

@@ -1,9 +1,11 @@
 """The Gato network: embeddings and a decoder-only transformer. Architecture only.
 
 Pre-norm blocks with GEGLU feed-forward and rotary position embeddings. Rotary (relative)
-positions replace the paper's learned absolute ones so that a sliding KV cache is exact: the
-attention logits depend only on position differences, so dropping the oldest cached tokens
-gives the same result as recomputing the window from scratch (docs/design.md).
+positions replace the paper's learned absolute ones so that a sliding KV cache does not drift:
+the attention logits depend only on position differences, so the same tokens give the same
+logits however far into the stream they are. (Dropping the oldest cached tokens equals
+recomputing the window from scratch only for one layer: deeper cached keys still carry what the
+dropped tokens contributed; tests/test_model.py, docs/design.md.)
 
 The KV cache is passed in and returned, never stored on the module.
 """
@@ -37,10 +39,13 @@ class KVCache:
 
     def trim(self, max_len: int) -> "KVCache":
         """Keep the newest `max_len` slots (the sliding window)."""
+        if max_len < 0:
+            raise ValueError(f"cannot trim a KV cache to {max_len} slots")
         if self.length <= max_len:
             return self
-        return KVCache([k[:, :, -max_len:] for k in self.keys], [v[:, :, -max_len:] for v in self.values],
-                       self.valid[:, -max_len:], self.next_pos)
+        s = self.length - max_len  # not [-max_len:], which keeps everything for max_len == 0
+        return KVCache([k[:, :, s:] for k in self.keys], [v[:, :, s:] for v in self.values],
+                       self.valid[:, s:], self.next_pos)
 
 
 def rotary(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:

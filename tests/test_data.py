@@ -595,7 +595,7 @@ _ID_RANGES = {
 }
 
 
-def _assert_well_formed(seq: Sequence, max_local: int):
+def _assert_well_formed(seq: Sequence, max_local: int, control: bool):
     assert set(seq.kinds.tolist()) <= set(_ID_RANGES) | {K.IMAGE}
     for kind, (lo, hi) in _ID_RANGES.items():
         ids = seq.ids[seq.kinds == kind]
@@ -607,7 +607,8 @@ def _assert_well_formed(seq: Sequence, max_local: int):
         assert np.abs(seq.patches).max() <= 0.25
         assert seq.patch_pos.min() >= 0 and seq.patch_pos.max() <= 128
     assert not (seq.loss_mask & ~np.isin(seq.kinds, TARGET_KINDS)).any()
-    obs = np.isin(seq.kinds, OBSERVATION_KINDS)
+    # local positions on exactly the observation tokens of episodes (caption patches have none)
+    obs = np.isin(seq.kinds, OBSERVATION_KINDS) if control else np.zeros(len(seq), bool)
     assert (seq.local_pos[~obs] == -1).all()
     assert ((seq.local_pos[obs] >= 0) & (seq.local_pos[obs] < max_local)).all()
 
@@ -622,7 +623,7 @@ def test_synthetic_sources_yield_well_formed_sequences(text):
             for _ in range(3):
                 seq = src.sample(rng, size)
                 assert len(seq) == size, (src.name, size, len(seq))
-                _assert_well_formed(seq, 512)
+                _assert_well_formed(seq, 512, isinstance(src, ControlSource))
                 has_loss |= bool(seq.loss_mask.any())
                 if not isinstance(src, ControlSource):
                     np.testing.assert_array_equal(seq.loss_mask, seq.kinds == K.TEXT)

@@ -640,3 +640,14 @@ def test_unsupported_space_type(space):
 def test_image_action_space_has_no_token_ranges():
     with pytest.raises(TypeError):
         token_ranges(spaces.Box(0, 255, (16, 16, 3), np.uint8), TM)
+
+
+def test_docs_worked_example():
+    """The timestep worked out by hand in docs/tokens.md."""
+    obs_space = spaces.Dict({"velocity": spaces.Box(-np.inf, np.inf, (1,), np.float64),
+                             "door": spaces.Discrete(3), "arm": spaces.Box(-1, 1, (2,), np.float64)})
+    act_space = spaces.Box(-1, 1, (2,), np.float64)
+    o = encode(obs_space, {"velocity": np.array([10.0]), "door": 2, "arm": np.array([0.5, -0.5])}, TM)
+    a = encode(act_space, np.array([0.0, 1.0]), TM, role=ACTION)
+    assert o.ids.tolist() + [TM.separator] + a.ids.tolist() == [32768, 32256, 33026, 32860, 34048, 32512, 33023]
+    np.testing.assert_allclose(decode(act_space, a.ids, TM), [1 / 1024, 1 - 1 / 1024])

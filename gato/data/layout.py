@@ -105,9 +105,14 @@ class EpisodeLayout:
     def step_lengths(self, episode: Episode) -> np.ndarray:
         """Tokens per timestep, without tokenizing images."""
         act = None if self.num_action_tokens is None else self.num_action_tokens
-        return np.array([_count(self.spec.observation_space, o, self.text) + 1 +
-                         (act if act is not None else _count(self.spec.action_space, a, self.text))
-                         for o, a in zip(episode.observations, episode.actions)], np.int64)
+        out = []
+        for t, (o, a) in enumerate(zip(episode.observations, episode.actions)):
+            try:
+                out.append(_count(self.spec.observation_space, o, self.text) + 1 +
+                           (act if act is not None else _count(self.spec.action_space, a, self.text)))
+            except Exception:  # a malformed step: tokenizing it raises the error naming it
+                out.append(len(self.timestep(o, a, f" at step {t}")))
+        return np.array(out, np.int64)
 
     def steps(self, episode: Episode, first: int, last: int, with_bos: bool) -> Sequence:
         parts = [Sequence.special(self.tm.bos, Kind.BOS)] if with_bos else []

@@ -164,8 +164,8 @@ class Mixture:
         if not sources:
             raise ValueError("a mixture needs at least one source")
         w = np.ones(len(sources)) if weights is None else np.asarray(weights, np.float64)
-        if w.shape != (len(sources),) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"weights {weights} must be {len(sources)} non-negative numbers, not all 0")
+        if w.shape != (len(sources),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights {weights} must be {len(sources)} finite non-negative numbers, not all 0")
         self.sources, self.tm, self.weights = sources, tm, w / w.sum()
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
