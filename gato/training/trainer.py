@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,8 @@ class TrainConfig:
     seed: int = 0
     data: str = "synthetic"
     prompt_prob: float = 0.25
-    prompt_tokens: int = 256
+    prompt_tokens: int = 0  # 0: a quarter of the context
+    tokenizer: str = ""  # SentencePiece model file; "": the committed default
     log_every: int = 10
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
@@ -55,11 +57,11 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 }
 
 
-def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer) -> Mixture:
+def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer, context: int) -> Mixture:
     tm = model_cfg.token_map
     if cfg.data == "synthetic":
         from gato.data import synthetic
-        srcs = synthetic.sources(tm, text, seed=cfg.seed, prompt_tokens=cfg.prompt_tokens,
+        srcs = synthetic.sources(tm, text, seed=cfg.seed, prompt_tokens=cfg.prompt_tokens or context // 4,
                                  max_local_positions=model_cfg.max_local_positions)
         for s in srcs:
             if hasattr(s, "prompt_prob"):
@@ -74,7 +76,7 @@ class Trainer:
         self.cfg = cfg
         self.model_cfg = model_cfg or get_preset(cfg.preset)
         self.device = torch.device(device)
-        self.text = text or TextTokenizer.default()
+        self.text = text or (TextTokenizer.from_file(cfg.tokenizer) if cfg.tokenizer else TextTokenizer.default())
         if self.text.vocab_size > self.model_cfg.text_vocab:
             raise ValueError(f"tokenizer {self.text.source} has {self.text.vocab_size} ids but the model's "
                              f"text range is [0, {self.model_cfg.text_vocab})")
@@ -85,8 +87,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
             lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=self.device.type == "cuda")
-        self.data = build_mixture(cfg, self.model_cfg, self.text)
         self.context = cfg.context or self.model_cfg.context
+        self.data = build_mixture(cfg, self.model_cfg, self.text, self.context)
         self.step = 0
 
     # ------------------------------------------------------------------ state
@@ -116,9 +118,7 @@ class Trainer:
                                     state=self.state_dict())
         done = sorted(p for p in run_dir.glob("step_*") if p.is_dir() and "tmp" not in p.name)
         for old in done[:-self.cfg.keep_checkpoints]:
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
+            shutil.rmtree(old)
         return path
 
     def restore(self, path: Path) -> None:
@@ -126,6 +126,10 @@ class Trainer:
         if meta["model"] != self.model_cfg.to_dict():
             raise ValueError(f"{path}: checkpoint model config differs from this run's: "
                              f"{_diff(meta['model'], self.model_cfg.to_dict())}")
+        saved_tok = meta.get("tokenizer", {}).get("sha256")
+        if saved_tok != self.text.sha256:
+            raise ValueError(f"{path}: checkpoint was trained with tokenizer {meta.get('tokenizer')}, "
+                             f"this run uses {self.text.reference()}")
         ckpt.load_model_weights(self.model, path)
         self.load_state_dict(ckpt.load_state(path))
 
@@ -208,7 +212,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
           context: int | None = None, seed: int | None = None, data: str | None = None,
           warmup: int | None = None, log_every: int | None = None, checkpoint_every: int | None = None,
-          resume: bool = False, device: str = "auto", max_minutes: float | None = None,
+          tokenizer: str | None = None, resume: bool = False, device: str = "auto", max_minutes: float | None = None,
           progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
 
@@ -225,6 +229,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         warmup: linear warm-up steps.
         log_every: steps between log lines (progress bar, TensorBoard).
         checkpoint_every: steps between checkpoints.
+        tokenizer: SentencePiece model file (default: the committed one; see `gato tokenizer train`).
         resume: continue exactly from the newest checkpoint in OUT.
         device: auto, cpu or cuda.
         max_minutes: stop (with a checkpoint) after this many minutes.
@@ -234,7 +239,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(TRAIN_PRESETS)}")
     overrides = {k: v for k, v in dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr,
                                        context=context, seed=seed, data=data, warmup=warmup,
-                                       log_every=log_every, checkpoint_every=checkpoint_every).items()
+                                       log_every=log_every, checkpoint_every=checkpoint_every,
+                                       tokenizer=tokenizer).items()
                  if v is not None}
     cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
     get_preset(cfg.preset)  # clear error for an unknown preset before any work
@@ -252,10 +258,10 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
                          f"continue it or choose another --out")
     trainer = Trainer(cfg, device=device)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", trainer.meta())
     if resume and latest is not None:
         trainer.restore(latest)
         print(f"resumed from {latest} at step {trainer.step}")
+    write_json_atomic(out / "config.json", trainer.meta())
     n = trainer.model.num_params()
     print(f"training {trainer.model_cfg.name} ({n / 1e6:.2f}M parameters) on {device}, "
           f"{cfg.batch_size} x {trainer.context} tokens per step, {cfg.steps} steps -> {out}")
