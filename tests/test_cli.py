@@ -1,0 +1,103 @@
+"""The CLI end to end: each command parses, runs, and reports bad input as a clear error (exit 2)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gato.cli import main
+from gato.training import checkpoint as ckpt
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_usage_lists_commands_and_rejects_unknown(capsys):
+    code, out, _ = run(capsys)
+    assert code == 0 and "bench train" in out and "tokenizer train" in out
+    code, _, err = run(capsys, "frobnicate")
+    assert code == 2 and "unknown command 'frobnicate'" in err
+    code, _, err = run(capsys, "bench")
+    assert code == 2 and "bench train" in err
+
+
+def test_presets(capsys):
+    code, out, _ = run(capsys, "presets")
+    assert code == 0
+    assert all(name in out for name in ("gato-tiny", "gato-79m", "gato-364m", "gato-1.18b"))
+
+
+def test_inspect_prints_the_layout(capsys):
+    code, out, _ = run(capsys, "inspect", "--source", "toy/track", "--count", "12", "--context", "64")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 12
+    assert any("SEPARATOR" in r for r in rows) and any("CONTINUOUS_ACTION" in r for r in rows)
+    # A continuous action row carries the loss mask 1; an observation row 0.
+    act = next(r for r in rows if "CONTINUOUS_ACTION" in r).split()
+    obs = next(r for r in rows if "CONTINUOUS_OBS" in r).split()
+    assert act[4] == "1" and obs[4] == "0"
+
+
+def test_inspect_unknown_source(capsys):
+    code, _, err = run(capsys, "inspect", "--source", "toy/nope")
+    assert code == 2 and "toy/find-square" in err
+
+
+def test_train_unknown_preset_lists_valid(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--preset", "gato-2b", "--out", str(tmp_path / "r"))
+    assert code == 2 and "gato-2b" in err and "gato-1.18b" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_and_resume_from_cli(capsys, tmp_path):
+    out = str(tmp_path / "run")
+    args = ("train", "--out", out, "--batch-size", "1", "--context", "32", "--warmup", "1",
+            "--checkpoint-every", "2", "--no-progress")
+    assert run(capsys, *args, "--steps", "2")[0] == 0
+    code, _, err = run(capsys, *args, "--steps", "3")
+    assert code == 2 and "--resume" in err
+    code, out_text, _ = run(capsys, *args, "--steps", "3", "--resume")
+    assert code == 0 and "resumed" in out_text
+    assert ckpt.load_meta(ckpt.latest_checkpoint(tmp_path / "run"))["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["step"] == 2
+
+
+def test_bench_train_json(capsys):
+    code, out, _ = run(capsys, "bench", "train", "--batch-size", "1", "--context", "64", "--rounds", "1",
+                       "--steps-per-round", "1", "--json")
+    assert code == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["bench"] == "train" and result["context"] == 64
+    assert result["tokens_per_s"] > 0 and result["ratio"] == pytest.approx(
+        result["tokens_per_s"] / result["baseline_tokens_per_s"], rel=0.01)
+
+
+def test_tokenizer_train_cli(capsys, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    from gato.tokenization.text import build_default_corpus
+
+    corpus.write_text("\n".join(build_default_corpus()[:100]))
+    code, _, _ = run(capsys, "tokenizer", "train", "--out", str(tmp_path / "t.model"), "--vocab-size", "600",
+                     "--input", str(corpus))
+    assert code == 0 and (tmp_path / "t.model").stat().st_size > 0
+    code, _, err = run(capsys, "tokenizer", "train", "--out", str(tmp_path / "u.model"), "--input",
+                       str(tmp_path / "missing.txt"))
+    assert code == 2 and "missing.txt" in err
+
+
+def test_demo_smoke(capsys, tmp_path):
+    from gato.demo import demo
+
+    result = demo(out=tmp_path, minutes=0.05, context=64, batch_size=2)
+    assert result["step"] >= 1
+    runs = list(tmp_path.iterdir())
+    assert len(runs) == 1 and ckpt.latest_checkpoint(runs[0]) is not None
