@@ -22,16 +22,6 @@ STATE_TOL = 1e-5  # chunked / cached vs full forward: same math, different summa
 FAR_TOL = 1e-5  # the same tokens at rotary positions ~1e5 vs 0 (measured ~3e-7: angles are float64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is as fast, and on a busy 2-core machine several threads spin-wait
-    on each other (the overfit test took 40 s instead of 6 s with 2 threads under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------------------- helpers
 def make_batch(cfg: ModelConfig = SMALL, B: int = 2, steps: int = 4, seed: int = 0) -> dict:
     """Agent timesteps [4 image patches, 2 discrete obs, '|', 1 discrete action, 2 continuous actions]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,16 +29,6 @@ TINY = dataclasses.replace(get_preset("gato-tiny"), name="test-tiny", num_layers
 RESUME_MODEL = dataclasses.replace(TINY, dropout=0.1)
 RESUME = TrainConfig(steps=6, batch_size=2, context=48, lr=1e-3, warmup=2, log_every=1, checkpoint_every=2,
                      keep_checkpoints=2, prompt_tokens=16)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is as fast, and on a busy 2-core machine several threads spin-wait
-    on each other (the overfit test took 40 s instead of 6 s with 2 threads under load)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
