@@ -47,7 +47,7 @@ GOLDEN = TaskSpec(
     "test/golden",
     spaces.Dict(OrderedDict([
         ("pos", spaces.Box(-np.inf, np.inf, (2,), np.float32)),
-        ("mission", spaces.Text(32)),
+        ("mission", spaces.Text(64)),
         ("image", spaces.Box(0, 255, (32, 16, 3), np.uint8)),
         ("cell", spaces.Discrete(5)),
     ])),

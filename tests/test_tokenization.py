@@ -628,6 +628,15 @@ def test_text_needs_str():
             encode(spaces.Text(10), bad, TM, text=tok)
 
 
+def test_text_length_outside_space_bounds():
+    tok = TextTokenizer.default()
+    with pytest.raises(ValueError, match="12 characters, expected 1 to 10"):
+        encode(spaces.Text(10), "twelve chars", TM, text=tok, name="mission")
+    with pytest.raises(ValueError, match="expected 3 to 10"):
+        encode(spaces.Text(10, min_length=3), "ab", TM, text=tok)
+    assert len(encode(spaces.Text(12), "twelve chars", TM, text=tok)) > 0
+
+
 @pytest.mark.parametrize("space", [spaces.Sequence(spaces.Discrete(2)),
                                    spaces.Graph(spaces.Box(-1, 1, (2,)), spaces.Discrete(2))])
 def test_unsupported_space_type(space):

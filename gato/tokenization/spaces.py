@@ -211,6 +211,9 @@ def _(space: spaces.Tuple, x, tm, role, text, name) -> Tokens:
 def _(space: spaces.Text, x, tm, role, text, name) -> Tokens:
     if not isinstance(x, str):
         raise ValueError(f"{name}: expected str for {space}, got {type(x).__name__}")
+    if not space.min_length <= len(x) <= space.max_length:
+        raise ValueError(f"{name}: text of {len(x)} characters, expected {space.min_length} to "
+                         f"{space.max_length} for {space}")
     if text is None:
         raise ValueError(f"{name}: a Text space needs a text tokenizer")
     ids = np.asarray(text.encode(x), np.int64)
