@@ -7,7 +7,9 @@ import json
 import pytest
 
 from gato.cli import main
+from gato.tokenization.text import TextTokenizer
 from gato.training import checkpoint as ckpt
+from gato.training.trainer import load_model
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -69,6 +71,10 @@ def test_train_and_resume_from_cli(capsys, tmp_path):
     assert code == 0 and "resumed" in out_text
     assert ckpt.load_meta(ckpt.latest_checkpoint(tmp_path / "run"))["step"] == 3
     assert json.loads((tmp_path / "run" / "config.json").read_text())["step"] == 2
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*")), "no TensorBoard logs"
+    model, meta = load_model(tmp_path / "run")
+    assert meta["step"] == 3 and not model.training
+    assert meta["tokenizer"]["sha256"] == TextTokenizer.default().sha256
 
 
 def test_bench_train_json(capsys):

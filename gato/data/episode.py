@@ -40,7 +40,3 @@ class Episode:
 
     def __len__(self) -> int:
         return len(self.actions)
-
-    @property
-    def ret(self) -> float:
-        return float(np.sum(self.rewards))

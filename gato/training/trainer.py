@@ -196,6 +196,19 @@ class Trainer:
         return {"step": self.step, "history": history}
 
 
+def load_model(path: Path, device: str = "cpu") -> tuple[Gato, dict]:
+    """A trained model in eval mode and its checkpoint meta (config, token map, tokenizer).
+
+    `path` is a checkpoint folder or a run folder (its newest checkpoint is used)."""
+    path = Path(path)
+    if not (path / "model.safetensors").exists() and path.is_dir():
+        path = ckpt.latest_checkpoint(path) or path
+    meta = ckpt.load_meta(path)
+    model = Gato(ModelConfig.from_dict(meta["model"]))
+    ckpt.load_model_weights(model, path)
+    return model.to(device).eval(), meta
+
+
 def _diff(a: dict, b: dict) -> str:
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
