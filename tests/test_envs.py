@@ -1,0 +1,108 @@
+"""Contract test over every registered task: it resets, steps, its observations tokenize, its
+actions round-trip through the action tokenizer, and its expert acts validly. One short rollout
+per task by default; full expert episodes are marked slow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gato.config import get_preset
+from gato.envs import all_tasks, get_task, resolve
+from gato.envs.registry import SKIPPED
+from gato.envs.rollout import RandomPolicy, run_episode
+from gato.tokenization import spaces as tok
+from gato.tokenization.text import TextTokenizer
+
+TM = get_preset("gato-tiny").token_map
+TEXT = TextTokenizer.default()
+TASKS = all_tasks()
+CONTRACT_STEPS = 5
+
+
+def _assert_round_trip(space, action):
+    ids = tok.encode(space, action, TM, role=tok.ACTION, text=TEXT).ids
+    back = tok.decode(space, ids, TM, text=TEXT)
+    assert space.contains(back), f"decoded action {back} not in {space}"
+    if isinstance(space, tok.spaces.Box) and np.issubdtype(space.dtype, np.floating):
+        low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+        bounded = np.isfinite(low) & np.isfinite(high)
+        err = np.abs(np.asarray(back, np.float64) - np.clip(np.asarray(action, np.float64), low, high))
+        half_bin = (high - low) / TM.num_bins / 2
+        assert np.all(err[bounded] <= half_bin[bounded] * (1 + 1e-6) + 1e-6)
+    elif not isinstance(space, tok.spaces.Box):
+        assert tok.encode(space, back, TM, role=tok.ACTION, text=TEXT).ids.tolist() == ids.tolist()
+
+
+@pytest.mark.parametrize("task", TASKS, ids=[t.name for t in TASKS])
+def test_task_contract(task):
+    env = task.make()
+    try:
+        expert = task.make_expert(env)
+        obs, _ = env.reset(seed=0)
+        expert.reset(0)
+        for t in range(CONTRACT_STEPS):
+            assert env.observation_space.contains(obs), f"{task.name}: step {t} observation outside its space"
+            toks = tok.encode(env.observation_space, obs, TM, text=TEXT)
+            assert 0 < len(toks) <= get_preset("gato-tiny").max_local_positions
+            action = expert(obs)
+            assert env.action_space.contains(action), f"{task.name}: expert action {action} invalid"
+            _assert_round_trip(env.action_space, action)
+            _assert_round_trip(env.action_space, env.action_space.sample())
+            obs, reward, terminated, truncated, _ = env.step(action)
+            assert np.isfinite(reward)
+            if terminated or truncated:
+                obs, _ = env.reset(seed=t + 1)
+    finally:
+        env.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS, ids=[t.name for t in TASKS])
+def test_expert_episode(task):
+    env = task.make()
+    result = run_episode(task, env, task.make_expert(env), seed=0)
+    assert result.length == len(result.episode) > 0
+    env.close()
+
+
+def test_every_domain_expert_beats_random():
+    """One task per domain, a few seeds: the expert's mean return is above the random policy's."""
+    for domain in sorted({t.domain for t in TASKS}):
+        task = next(t for t in TASKS if t.domain == domain and t.max_steps <= 1000)
+        env = task.make()
+        expert = np.mean([run_episode(task, env, task.make_expert(env), seed=s, record=False).ret
+                          for s in range(3)])
+        rand = np.mean([run_episode(task, env, RandomPolicy(env), seed=s, record=False).ret for s in range(3)])
+        env.close()
+        assert expert > rand, f"{task.name}: expert {expert} <= random {rand}"
+
+
+def test_unknown_task_suggests_close_names():
+    with pytest.raises(ValueError, match="control/cartpole"):
+        get_task("control/cartpol")
+    with pytest.raises(ValueError, match="unknown task"):
+        get_task("nodomain/thing")
+
+
+def test_resolve_domains_and_names():
+    names = [t.name for t in resolve(["control", "control/cartpole"])]
+    assert names == sorted(t.name for t in TASKS if t.domain == "control")
+    assert not SKIPPED or all(isinstance(v, str) for v in SKIPPED.values())
+
+
+def test_bad_observation_names_task_and_step():
+    task = get_task("control/cartpole")
+
+    class Broken:
+        observation_space = task.make().observation_space
+        action_space = task.make().action_space
+
+        def reset(self, seed=None):
+            return np.zeros(4, np.float32), {}
+
+        def step(self, action):
+            return np.full(4, np.nan, np.float32), 0.0, False, False, {}
+
+    with pytest.raises(ValueError, match=r"control/cartpole: observation at step 1"):
+        run_episode(task, Broken(), RandomPolicy(Broken()), seed=0)
