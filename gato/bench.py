@@ -130,3 +130,69 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
               f"(logits everywhere, ratio {g / b:.3f}), {s:.0f} tokens/s (logits at the same targets, "
               f"ratio {g / s:.3f})")
     return result
+
+
+def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarlander"), episodes: int = 10,
+                  rounds: int = 3, json: bool = False) -> dict:
+    """Steps/s of recording expert episodes (checked, stored as Parquet) vs bare env stepping.
+
+    Args:
+        tasks: tasks to measure (same expert on both sides).
+        episodes: episodes per side per round.
+        rounds: interleaved rounds (median).
+        json: print one JSON object.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from gato.data.episode import TaskSpec
+    from gato.data.storage import DatasetWriter
+    from gato.envs import get_task
+    from gato.envs.rollout import run_episode
+
+    results = {}
+    for name in tasks:
+        task = get_task(name)
+        env = task.make()
+        expert = task.make_expert(env)
+        spec = TaskSpec(name, env.observation_space, env.action_space)
+
+        def bare(seed):
+            obs, _ = env.reset(seed=seed)
+            expert.reset(seed)
+            for n in range(1, task.max_steps + 1):
+                obs, _, term, trunc, _ = env.step(expert(obs))
+                if term or trunc:
+                    return n
+            return task.max_steps
+
+        def recorded(seed, writer):
+            r = run_episode(task, env, expert, seed=seed)
+            writer.add(r.episode, seed=seed)
+            return r.length
+
+        rates = {"bare": [], "recorded": []}
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = DatasetWriter(Path(tmp), spec, {"expert": task.expert_kind}, shard_episodes=episodes)
+            for r in range(rounds):
+                seeds = range(r * episodes, (r + 1) * episodes)
+                t = time.perf_counter()
+                steps = sum(bare(s) for s in seeds)
+                rates["bare"].append(steps / (time.perf_counter() - t))
+                t = time.perf_counter()
+                steps = sum(recorded(s, writer) for s in seeds)
+                writer.close()  # the shard write is part of recording
+                rates["recorded"].append(steps / (time.perf_counter() - t))
+        env.close()
+        b, rec = statistics.median(rates["bare"]), statistics.median(rates["recorded"])
+        results[name] = {"bare_steps_per_s": round(b, 1), "recorded_steps_per_s": round(rec, 1),
+                         "ratio": round(rec / b, 3)}
+    result = {"bench": "collect", "tasks": results, "min_ratio": min(v["ratio"] for v in results.values()),
+              "date": time.strftime("%Y-%m-%d"), "machine": machine_info()}
+    if json:
+        print(jsonlib.dumps(result))
+    else:
+        for name, v in results.items():
+            print(f"{name}: recording {v['recorded_steps_per_s']:.0f} steps/s, bare {v['bare_steps_per_s']:.0f} "
+                  f"steps/s, ratio {v['ratio']:.3f}")
+    return result

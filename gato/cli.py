@@ -15,8 +15,12 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("inspect",): ("gato.inspection:inspect", "print a training sequence as the model sees it"),
     ("demo",): ("gato.demo:demo", "a one-minute end-to-end run: sequences, training, falling loss"),
     ("presets",): ("gato.config:presets", "list the model presets and their sizes"),
+    ("tasks",): ("gato.envs.registry:tasks", "list every control task with its modalities, expert and scores"),
+    ("scores",): ("gato.envs.scores:scores", "measure expert and random reference scores per task"),
+    ("collect",): ("gato.data.collect:collect", "record expert episodes of tasks or domains into datasets"),
     ("tokenizer", "train"): ("gato.tokenization.text:tokenizer_train", "train a SentencePiece text tokenizer offline"),
     ("bench", "train"): ("gato.bench:bench_train", "training throughput vs a bare transformer"),
+    ("bench", "collect"): ("gato.bench:bench_collect", "recording expert episodes vs bare env stepping"),
 }
 
 

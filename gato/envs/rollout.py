@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -75,3 +77,13 @@ def run_episode(task: Task, env: gym.Env, policy, seed: int, max_steps: int | No
     rew = np.asarray(rewards, np.float32)
     episode = Episode(observations, actions, rew) if record else None
     return EpisodeResult(episode, float(rew.sum()), len(rewards), success, truncated)
+
+
+def parallel_map(fn: Callable, jobs: Iterable, workers: int) -> Iterator:
+    """fn over jobs, in order: in this process for one worker, else in a process pool (each
+    worker keeps its own environments between jobs)."""
+    if workers <= 1:
+        yield from map(fn, jobs)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(fn, jobs)

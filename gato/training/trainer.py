@@ -38,7 +38,9 @@ class TrainConfig:
     eps: float = 1e-8
     grad_clip: float = 1.0
     seed: int = 0
-    data: str = "synthetic"
+    data: str = "synthetic"  # "synthetic" or a dataset folder written by `gato collect`
+    tasks: tuple[str, ...] = ()  # tasks of the dataset folder to train on (empty: all)
+    min_return: float = 0.8  # keep episodes with at least this fraction of the expert return
     prompt_prob: float = 0.25
     prompt_tokens: int = 0  # 0: a quarter of the context
     tokenizer: str = ""  # SentencePiece model file; "": the committed default
@@ -58,15 +60,20 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 
 def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer, context: int) -> Mixture:
     tm = model_cfg.token_map
+    prompt_tokens = cfg.prompt_tokens or context // 4
     if cfg.data == "synthetic":
         from gato.data import synthetic
-        srcs = synthetic.sources(tm, text, seed=cfg.seed, prompt_tokens=cfg.prompt_tokens or context // 4,
+        srcs = synthetic.sources(tm, text, seed=cfg.seed, prompt_tokens=prompt_tokens,
                                  max_local_positions=model_cfg.max_local_positions)
         for s in srcs:
             if hasattr(s, "prompt_prob"):
                 s.prompt_prob = cfg.prompt_prob
-        return Mixture(srcs, tm, seed=cfg.seed)
-    raise ValueError(f"unknown data source {cfg.data!r}; valid: synthetic")
+    else:
+        from gato.data.datasets import control_sources
+        srcs = control_sources(Path(cfg.data), tm, text, tasks=cfg.tasks, threshold=cfg.min_return,
+                               prompt_tokens=prompt_tokens, prompt_prob=cfg.prompt_prob,
+                               max_local_positions=model_cfg.max_local_positions)
+    return Mixture(srcs, tm, seed=cfg.seed)
 
 
 class Trainer:
@@ -224,7 +231,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
           context: int | None = None, seed: int | None = None, data: str | None = None,
           warmup: int | None = None, log_every: int | None = None, checkpoint_every: int | None = None,
-          tokenizer: str | None = None, resume: bool = False, device: str = "auto", max_minutes: float | None = None,
+          tokenizer: str | None = None, tasks: tuple[str, ...] | None = None, resume: bool = False, device: str = "auto", max_minutes: float | None = None,
           progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
 
@@ -237,7 +244,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         lr: peak learning rate.
         context: tokens per sequence (default: the model's context).
         seed: seed of weights and data order.
-        data: data source (synthetic: generated toy tasks, text and captions).
+        data: "synthetic" (generated toy tasks, text and captions) or a dataset folder from `gato collect`.
+        tasks: tasks of the dataset folder to train on (default: all).
         warmup: linear warm-up steps.
         log_every: steps between log lines (progress bar, TensorBoard).
         checkpoint_every: steps between checkpoints.
@@ -252,7 +260,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
     overrides = {k: v for k, v in dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr,
                                        context=context, seed=seed, data=data, warmup=warmup,
                                        log_every=log_every, checkpoint_every=checkpoint_every,
-                                       tokenizer=tokenizer).items()
+                                       tokenizer=tokenizer, tasks=tasks).items()
                  if v is not None}
     cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
     get_preset(cfg.preset)  # clear error for an unknown preset before any work

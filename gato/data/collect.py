@@ -1,0 +1,104 @@
+"""`gato collect`: record expert episodes into Parquet datasets, in parallel, resumable.
+
+Each episode is identified by its reset seed (train: seed, seed+1, ...; test: a disjoint
+range). A run that is killed loses at most the shards in flight; run again, it skips the seeds
+already on disk. An expert that crashes on an episode costs that episode only: it is counted
+and the job goes on.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import traceback
+from pathlib import Path
+
+from tqdm import tqdm
+
+TEST_SEED_OFFSET = 1_000_000
+SIMULATORS = ("gymnasium", "minigrid", "ale-py", "metaworld", "mujoco", "dm_control", "Box2D", "numpy")
+
+_ENVS: dict[str, tuple] = {}  # per worker process: task name -> (task, env, expert)
+
+
+def _record(job: tuple[str, str, int]):
+    """Worker: one expert episode. Returns (task, split, seed, episode or None, error or None)."""
+    from gato.envs import get_task
+    from gato.envs.rollout import run_episode
+
+    name, split, seed = job
+    try:
+        if name not in _ENVS:
+            task = get_task(name)
+            env = task.make()
+            _ENVS[name] = (task, env, task.make_expert(env))
+        task, env, expert = _ENVS[name]
+        return name, split, seed, run_episode(task, env, expert, seed=seed).episode, None
+    except Exception as e:  # an expert or simulator failure costs this episode only
+        _ENVS.pop(name, None)
+        return name, split, seed, None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in SIMULATORS:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def collect(targets: tuple[str, ...], episodes: int = 100, test_episodes: int = -1, workers: int = 1,
+            out: Path = Path("data"), seed: int = 0, shard_episodes: int = 16, progress: bool = True) -> dict:
+    """Record expert episodes of tasks (or whole domains) into OUT/<domain>/<task>/{train,test}.
+
+    Args:
+        targets: task names (e.g. control/cartpole) and/or domains (e.g. babyai).
+        episodes: training episodes per task.
+        test_episodes: held-out episodes per task (-1: a tenth of `episodes`, at least 1).
+        workers: parallel processes.
+        out: dataset root folder.
+        seed: first reset seed of the training split.
+        shard_episodes: episodes per Parquet shard (a kill loses at most one shard per task).
+        progress: show a progress bar.
+    """
+    from gato.data.storage import DatasetWriter
+    from gato.data.episode import TaskSpec
+    from gato.envs import resolve
+    from gato.envs.rollout import parallel_map
+
+    tasks = resolve(list(targets))
+    n_test = max(1, episodes // 10) if test_episodes < 0 else test_episodes
+    plan = {"train": [seed + i for i in range(episodes)],
+            "test": [TEST_SEED_OFFSET + seed + i for i in range(n_test)]}
+    writers, jobs = {}, []
+    for task in tasks:
+        env = task.make()
+        spec = TaskSpec(task.name, env.observation_space, env.action_space)
+        env.close()
+        card = {"expert": task.expert_kind, "description": task.description, "versions": _versions()}
+        for split, seeds in plan.items():
+            w = DatasetWriter(out, spec, card, split=split, shard_episodes=shard_episodes)
+            done = w.seeds_on_disk(split)
+            writers[task.name, split] = w
+            jobs += [(task.name, split, s) for s in seeds if s not in done]
+    failures: dict[str, int] = {}
+    bar = tqdm(total=len(jobs), disable=not progress, unit="episode")
+    try:
+        for name, split, s, episode, error in parallel_map(_record, jobs, workers):
+            if error is not None:
+                failures[name] = failures.get(name, 0) + 1
+                bar.write(f"{name}: episode with seed {s} failed and is skipped: {error.splitlines()[0]}")
+            else:
+                writers[name, split].add(episode, seed=s)
+            bar.update(1)
+            bar.set_postfix(failed=sum(failures.values()))
+    finally:
+        bar.close()
+        for w in writers.values():
+            w.close()
+    summary = {t.name: {split: writers[t.name, split].episodes_on_disk(split) for split in plan} for t in tasks}
+    for name, counts in summary.items():
+        extra = f", {failures[name]} failed" if name in failures else ""
+        print(f"{name:<40} train {counts['train']:>5}  test {counts['test']:>4}{extra}")
+    return {"episodes": summary, "failures": failures, "out": str(out)}

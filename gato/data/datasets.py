@@ -1,0 +1,53 @@
+"""Datasets on disk -> training sources: one ControlSource per task folder, filtered by return.
+
+SPEC: keep only episodes whose return is at least 80% of the expert's. The expert return is the
+task's reference score (gato/envs/scores.json) when it has one, else the mean return of the
+task's own training split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gato.data.sampling import ControlSource
+from gato.data.storage import TaskDataset, filter_by_return
+from gato.tokenization.vocab import TokenMap
+
+
+def find_tasks(root: Path) -> list[str]:
+    """Task names of every `<root>/<domain>/<task>/card.json`, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"dataset folder {root} does not exist (make one with `gato collect`)")
+    return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in root.glob("*/*/card.json"))
+
+
+def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = (), threshold: float = 0.8,
+                    prompt_tokens: int = 256, prompt_prob: float = 0.25, max_local_positions: int = 512,
+                    verbose: bool = True) -> list[ControlSource]:
+    """One source per task of a dataset root (all of them, or `tasks`), with episodes filtered."""
+    from gato.envs.scores import load_scores
+
+    names = list(tasks) or find_tasks(root)
+    if not names:
+        raise ValueError(f"no task datasets under {root} (expected <domain>/<task>/card.json)")
+    ref = load_scores()
+    out = []
+    for name in names:
+        ds = TaskDataset(root, name)
+        episodes = ds.episodes("train")
+        if not episodes:
+            raise ValueError(f"{name}: no training episodes under {root}" +
+                             (f" ({'; '.join(ds.errors)})" if ds.errors else ""))
+        expert = ref.get(name, {}).get("expert", {}).get("mean", float(np.mean([e.rewards.sum() for e in episodes])))
+        kept, dropped = filter_by_return(episodes, expert, threshold)
+        if verbose:
+            print(f"{name}: {len(kept)} episodes kept, {dropped} below {threshold:.0%} of the expert return "
+                  f"({expert:.2f})")
+        if not kept:
+            raise ValueError(f"{name}: every episode is below {threshold:.0%} of the expert return {expert:.2f}")
+        out.append(ControlSource(ds.spec, kept, tm, text, prompt_tokens=prompt_tokens, prompt_prob=prompt_prob,
+                                 max_local_positions=max_local_positions))
+    return out

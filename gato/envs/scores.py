@@ -1,0 +1,121 @@
+"""Reference scores: each task's expert and uniformly random policy, measured by `gato scores`.
+
+Evaluation normalises returns with them: (score - random) / (expert - random). They live in one
+versioned JSON file shipped with the package (gato/envs/scores.json); re-measuring a task
+replaces its entry and keeps the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+VERSION = 1
+DEFAULT_FILE = Path(str(resources.files("gato.envs") / "scores.json"))
+
+
+def load_scores(path: Path | None = None) -> dict[str, dict]:
+    """Task name -> {"expert": {mean, std, episodes, ...}, "random": {...}, "observation": str,
+    "action": str}; empty if the file does not exist."""
+    path = Path(path or DEFAULT_FILE)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid scores file ({e})") from e
+    if data.get("version") != VERSION:
+        raise ValueError(f"{path}: scores file version {data.get('version')!r}, expected {VERSION}")
+    return data["tasks"]
+
+
+def modalities(space) -> str:
+    """A short description of what a space holds, e.g. 'discrete 148 + text' or 'image 64x64x3'."""
+    from gymnasium import spaces as S
+
+    from gato.tokenization.spaces import _is_integer_box, is_image_space
+
+    parts: dict[str, int] = {}
+    images: list[str] = []
+
+    def walk(sp):
+        if isinstance(sp, S.Dict):
+            for k in sorted(sp.spaces):
+                walk(sp.spaces[k])
+        elif isinstance(sp, S.Tuple):
+            for s in sp.spaces:
+                walk(s)
+        elif isinstance(sp, S.Text):
+            parts["text"] = 0
+        elif is_image_space(sp):
+            images.append("x".join(map(str, sp.shape)))
+        elif isinstance(sp, S.Discrete) or isinstance(sp, (S.MultiDiscrete, S.MultiBinary)) or (
+                isinstance(sp, S.Box) and _is_integer_box(sp)):
+            parts["discrete"] = parts.get("discrete", 0) + int(np.prod(getattr(sp, "shape", ()) or (1,)))
+        else:
+            parts["continuous"] = parts.get("continuous", 0) + int(np.prod(sp.shape))
+
+    walk(space)
+    out = [f"image {i}" for i in images] + [f"{k} {n}" if n else k for k, n in parts.items()]
+    return " + ".join(out)
+
+
+def _measure(args: tuple[str, str, int, int]) -> tuple[str, str, dict, dict]:
+    from gato.envs import get_task
+    from gato.envs.rollout import RandomPolicy, run_episode
+
+    name, who, episodes, seed = args
+    task = get_task(name)
+    env = task.make()
+    policy = task.make_expert(env) if who == "expert" else RandomPolicy(env)
+    rets, succ, t0 = [], [], time.perf_counter()
+    for i in range(episodes):
+        r = run_episode(task, env, policy, seed=seed + i, record=False)
+        rets.append(r.ret)
+        succ.append(r.success)
+    spaces = {"observation": modalities(env.observation_space), "action": modalities(env.action_space)}
+    env.close()
+    out = {"mean": float(np.mean(rets)), "std": float(np.std(rets)), "episodes": episodes,
+           "seconds": round(time.perf_counter() - t0, 1)}
+    if task.success:
+        out["success_rate"] = float(np.mean([bool(s) for s in succ]))
+    return name, who, out, spaces
+
+
+def scores(tasks: tuple[str, ...] = ("all",), episodes: int = 50, seed: int = 10_000, workers: int = 1,
+           out: Path | None = None) -> dict[str, dict]:
+    """Measure expert and random returns per task and write them to the scores file.
+
+    Args:
+        tasks: task or domain names, or "all".
+        episodes: episodes per policy per task (the paper uses 50).
+        seed: first reset seed (kept apart from collection seeds).
+        workers: parallel processes.
+        out: scores file to update (default: the one shipped in the package).
+    """
+    from gato.envs import all_tasks, resolve
+    from gato.envs.rollout import parallel_map
+    from tqdm import tqdm
+
+    chosen = all_tasks() if tuple(tasks) == ("all",) else resolve(list(tasks))
+    path = Path(out or DEFAULT_FILE)
+    table = load_scores(path)
+    jobs = [(t.name, who, episodes, seed) for t in chosen for who in ("expert", "random")]
+    for name, who, res, spaces in tqdm(parallel_map(_measure, jobs, workers), total=len(jobs), unit="task-policy"):
+        table.setdefault(name, {}).update(spaces, **{who: res})
+        _write(path, table)  # after each result: a killed run keeps what it measured
+    for t in chosen:
+        e, r = table[t.name]["expert"], table[t.name]["random"]
+        print(f"{t.name:<40} expert {e['mean']:>10.2f}  random {r['mean']:>10.2f}")
+    return table
+
+
+def _write(path: Path, table: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"version": VERSION, "tasks": dict(sorted(table.items()))}, indent=1) + "\n")
+    os.replace(tmp, path)
