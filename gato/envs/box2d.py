@@ -37,7 +37,10 @@ class WalkerExpert:
 
 
 def _make(env_id: str, render_mode=None, sticky=False, **kwargs):
-    return gym.make(env_id, render_mode=render_mode, **kwargs)
+    env = gym.make(env_id, render_mode=render_mode, **kwargs)
+    space = env.observation_space  # BipedalWalker's speeds can leave their declared [-5, 5]: clip
+    return gym.wrappers.TransformObservation(env, lambda o: np.clip(o, space.low, space.high).astype(space.dtype),
+                                             space)
 
 
 register(Task("box2d/lunarlander", partial(_make, "LunarLander-v3"), LanderExpert, "heuristic", 1000,

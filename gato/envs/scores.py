@@ -67,11 +67,19 @@ def modalities(space) -> str:
 
 def _measure(args: tuple[str, str, int, int]) -> tuple[str, str, dict, dict]:
     from gato.envs import get_task
-    from gato.envs.rollout import RandomPolicy, run_episode
 
     name, who, episodes, seed = args
-    task = get_task(name)
-    env = task.make()
+    try:
+        return _measure_one(get_task(name), who, episodes, seed)
+    except Exception as e:  # one broken task must not stop the others
+        return name, who, {"error": f"{type(e).__name__}: {e}"[:500]}, {}
+
+
+def _measure_one(task, who: str, episodes: int, seed: int) -> tuple[str, str, dict, dict]:
+    from gato.envs.rollout import RandomPolicy, run_episode
+
+    name = task.name
+    env = task.make(sticky=True)  # evaluation conditions (sticky actions where the domain has them)
     policy = task.make_expert(env) if who == "expert" else RandomPolicy(env)
     rets, succ, t0 = [], [], time.perf_counter()
     for i in range(episodes):
@@ -106,12 +114,19 @@ def scores(tasks: tuple[str, ...] = ("all",), episodes: int = 50, seed: int = 10
     path = Path(out or DEFAULT_FILE)
     table = load_scores(path)
     jobs = [(t.name, who, episodes, seed) for t in chosen for who in ("expert", "random")]
+    failed = []
     for name, who, res, spaces in tqdm(parallel_map(_measure, jobs, workers), total=len(jobs), unit="task-policy"):
+        if "error" in res:
+            failed.append(f"{name} ({who}): {res['error']}")
+            continue
         table.setdefault(name, {}).update(spaces, **{who: res})
         _write(path, table)  # after each result: a killed run keeps what it measured
     for t in chosen:
-        e, r = table[t.name]["expert"], table[t.name]["random"]
-        print(f"{t.name:<40} expert {e['mean']:>10.2f}  random {r['mean']:>10.2f}")
+        e, r = table.get(t.name, {}).get("expert"), table.get(t.name, {}).get("random")
+        if e and r:
+            print(f"{t.name:<40} expert {e['mean']:>10.2f}  random {r['mean']:>10.2f}")
+    for f in failed:
+        print(f"failed: {f}")
     return table
 
 
