@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 from tqdm import tqdm
+from tyro.conf import Positional
 
 TEST_SEED_OFFSET = 1_000_000
 SIMULATORS = ("gymnasium", "minigrid", "ale-py", "metaworld", "mujoco", "dm_control", "Box2D", "numpy")
@@ -48,7 +49,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def collect(targets: tuple[str, ...], episodes: int = 100, test_episodes: int = -1, workers: int = 1,
+def collect(targets: Positional[tuple[str, ...]], episodes: int = 100, test_episodes: int = -1, workers: int = 1,
             out: Path = Path("data"), seed: int = 0, shard_episodes: int = 16, progress: bool = True) -> dict:
     """Record expert episodes of tasks (or whole domains) into OUT/<domain>/<task>/{train,test}.
 
@@ -67,6 +68,8 @@ def collect(targets: tuple[str, ...], episodes: int = 100, test_episodes: int = 
     from gato.envs import resolve
     from gato.envs.rollout import parallel_map
 
+    if not targets:
+        raise ValueError("name at least one task or domain to collect (see `gato tasks`)")
     tasks = resolve(list(targets))
     n_test = max(1, episodes // 10) if test_episodes < 0 else test_episodes
     plan = {"train": [seed + i for i in range(episodes)],
