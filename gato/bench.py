@@ -132,13 +132,14 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     return result
 
 
-def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarlander"), episodes: int = 10,
+def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarlander", "babyai/GoToLocal",
+                                             "dmc/cartpole-swingup", "metaworld/pick-place"), episodes: int = 16,
                   rounds: int = 3, json: bool = False) -> dict:
     """Steps/s of recording expert episodes (checked, stored as Parquet) vs bare env stepping.
 
     Args:
         tasks: tasks to measure (same expert on both sides).
-        episodes: episodes per side per round.
+        episodes: episodes per side per round (one Parquet shard's worth: the shard write is timed).
         rounds: interleaved rounds (median).
         json: print one JSON object.
     """
@@ -180,8 +181,7 @@ def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarland
                 steps = sum(bare(s) for s in seeds)
                 rates["bare"].append(steps / (time.perf_counter() - t))
                 t = time.perf_counter()
-                steps = sum(recorded(s, writer) for s in seeds)
-                writer.close()  # the shard write is part of recording
+                steps = sum(recorded(s, writer) for s in seeds)  # the last add writes the shard
                 rates["recorded"].append(steps / (time.perf_counter() - t))
         env.close()
         b, rec = statistics.median(rates["bare"]), statistics.median(rates["recorded"])

@@ -81,15 +81,26 @@ def _measure_one(task, who: str, episodes: int, seed: int) -> tuple[str, str, di
     name = task.name
     env = task.make(sticky=True)  # evaluation conditions (sticky actions where the domain has them)
     policy = task.make_expert(env) if who == "expert" else RandomPolicy(env)
-    rets, succ, t0 = [], [], time.perf_counter()
+    rets, succ, failed, t0 = [], [], 0, time.perf_counter()
     for i in range(episodes):
-        r = run_episode(task, env, policy, seed=seed + i, record=False)
+        try:
+            r = run_episode(task, env, policy, seed=seed + i, record=False)
+        except Exception:  # as in collection, an episode the expert crashes on is skipped, counted
+            if who != "expert":
+                raise
+            failed += 1
+            policy = task.make_expert(env)
+            continue
         rets.append(r.ret)
         succ.append(r.success)
+    if not rets:
+        raise RuntimeError(f"all {episodes} episodes failed")
     spaces = {"observation": modalities(env.observation_space), "action": modalities(env.action_space)}
     env.close()
-    out = {"mean": float(np.mean(rets)), "std": float(np.std(rets)), "episodes": episodes,
+    out = {"mean": float(np.mean(rets)), "std": float(np.std(rets)), "episodes": len(rets),
            "seconds": round(time.perf_counter() - t0, 1)}
+    if failed:
+        out["failed_episodes"] = failed
     if task.success:
         out["success_rate"] = float(np.mean([bool(s) for s in succ]))
     return name, who, out, spaces
