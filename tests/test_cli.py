@@ -107,3 +107,21 @@ def test_demo_smoke(capsys, tmp_path):
     assert result["step"] >= 1
     runs = list(tmp_path.iterdir())
     assert len(runs) == 1 and ckpt.latest_checkpoint(runs[0]) is not None
+
+
+def test_tasks_lists_domains_with_scores(capsys):
+    code, out, _ = run(capsys, "tasks", "--domain", "control")
+    assert code == 0
+    assert "control/cartpole" in out and "5 tasks: control 5" in out
+    row = next(line for line in out.splitlines() if line.startswith("control/cartpole"))
+    assert "500.0" in row  # the expert's reference score from gato/envs/scores.json
+
+
+def test_scores_writes_expert_and_random(capsys, tmp_path):
+    out = tmp_path / "scores.json"
+    code, _, _ = run(capsys, "scores", "--tasks", "control/mountaincar", "--episodes", "2", "--out", str(out))
+    assert code == 0
+    entry = json.loads(out.read_text())["tasks"]["control/mountaincar"]
+    assert entry["expert"]["episodes"] == 2 and entry["random"]["mean"] == -200.0
+    assert entry["expert"]["mean"] > entry["random"]["mean"]
+    assert entry["observation"] == "continuous 2" and entry["action"] == "discrete 1"
