@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from gymnasium import spaces
 
 from gato.data.episode import Episode, TaskSpec
-from gato.tokenization.spaces import _is_integer_box, is_image_space
+from gato.tokenization.spaces import is_integer_box, is_image_space
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "test")
@@ -132,7 +132,7 @@ def _layout(space: gym.Space, observation: bool) -> dict[str, list[tuple[tuple, 
         elif isinstance(leaf, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
             kind = DISCRETE
         elif isinstance(leaf, spaces.Box):
-            kind = IMAGE if observation and _is_image(leaf) else DISCRETE if _is_integer_box(leaf) else CONTINUOUS
+            kind = IMAGE if observation and _is_image(leaf) else DISCRETE if is_integer_box(leaf) else CONTINUOUS
         else:
             raise TypeError(f"cannot store space type {type(leaf).__name__} ({leaf})")
         out.setdefault(kind, []).append((path, leaf))

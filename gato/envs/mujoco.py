@@ -28,6 +28,7 @@ import mujoco
 import numpy as np
 
 from gato.envs.registry import Task, register
+from gato.experts import ARSExpert
 
 
 class Float32Observation(gym.ObservationWrapper):
@@ -214,3 +215,10 @@ for name, env_id, expert, kind, steps in [
     ("swimmer", "Swimmer-v5", SwimmerExpert, "scripted", 1000),
 ]:
     register(Task(f"mujoco/{name}", partial(_make, env_id), expert, kind, steps, description=f"Gymnasium {env_id}"))
+
+
+# ------------------------------------------------------------------ locomotion: trained (ARS)
+
+for name, env_id in [("hopper", "Hopper-v5")]:
+    register(Task(f"mujoco/{name}", partial(_make, env_id), partial(ARSExpert, weights=f"{name}.npz"), "trained",
+                  1000, description=f"Gymnasium {env_id}; linear ARS expert (gato/experts/weights/{name}.npz)"))

@@ -38,7 +38,7 @@ def modalities(space) -> str:
     """A short description of what a space holds, e.g. 'discrete 148 + text' or 'image 64x64x3'."""
     from gymnasium import spaces as S
 
-    from gato.tokenization.spaces import _is_integer_box, is_image_space
+    from gato.tokenization.spaces import is_integer_box, is_image_space
 
     parts: dict[str, int] = {}
     images: list[str] = []
@@ -55,7 +55,7 @@ def modalities(space) -> str:
         elif is_image_space(sp):
             images.append("x".join(map(str, sp.shape)))
         elif isinstance(sp, S.Discrete) or isinstance(sp, (S.MultiDiscrete, S.MultiBinary)) or (
-                isinstance(sp, S.Box) and _is_integer_box(sp)):
+                isinstance(sp, S.Box) and is_integer_box(sp)):
             parts["discrete"] = parts.get("discrete", 0) + int(np.prod(getattr(sp, "shape", ()) or (1,)))
         else:
             parts["continuous"] = parts.get("continuous", 0) + int(np.prod(sp.shape))

@@ -72,7 +72,7 @@ def is_image_space(space: spaces.Space) -> bool:
     return (len(s) == 2 or (len(s) == 3 and s[2] in (1, 3))) and s[0] >= 16 and s[1] >= 16
 
 
-def _is_integer_box(space: spaces.Box) -> bool:
+def is_integer_box(space: spaces.Box) -> bool:
     return np.issubdtype(space.dtype, np.integer) or space.dtype == np.bool_
 
 
@@ -172,7 +172,7 @@ def _(space: spaces.Box, x, tm, role, text, name) -> Tokens:
         rows, cols = images.grid_shape(arr.shape[0], arr.shape[1])
         return Tokens(np.full(len(patches), -1, np.int64), np.full(len(patches), Kind.IMAGE, np.uint8),
                       patches, images.patch_positions(rows, cols))
-    if _is_integer_box(space):
+    if is_integer_box(space):
         arr = _as_int_array(arr, name)
         low = np.asarray(space.low, np.int64)
         return _discrete_tokens(arr - low, _int_box_span(space, tm), tm, name)
@@ -239,7 +239,7 @@ def token_ranges(space: spaces.Space, tm: TokenMap) -> list[tuple[int, int]]:
         n = space.nvec.reshape(-1) if isinstance(space, spaces.MultiDiscrete) else [2] * int(np.prod(space.shape))
         return [(tm.discrete_start, tm.discrete_start + min(int(k), tm.num_discrete)) for k in n]
     if isinstance(space, spaces.Box) and not is_image_space(space):
-        if _is_integer_box(space):
+        if is_integer_box(space):
             return [(tm.discrete_start, tm.discrete_start + int(k))
                     for k in _int_box_span(space, tm).reshape(-1)]
         return [tm.continuous_range()] * int(np.prod(space.shape))
@@ -289,7 +289,7 @@ def _(space: spaces.MultiBinary, ids, tm):
 
 @_decode.register
 def _(space: spaces.Box, ids, tm):
-    if _is_integer_box(space):
+    if is_integer_box(space):
         return ((ids - tm.discrete_start).reshape(space.shape) + space.low).astype(space.dtype)
     compand, offset, scale = _continuous_transform(space, ACTION)
     y = continuous.from_bins(ids - tm.continuous_start, tm.num_bins)

@@ -1,0 +1,206 @@
+"""Augmented Random Search (ARS V2-t, Mania et al. 2018): linear MuJoCo locomotion experts.
+
+One file, numpy only. The policy is a = clip(M @ ((obs - mean) / std), low, high) with M
+initialised to zero and (mean, std) running statistics of every state visited in training.
+Each iteration draws N Gaussian directions, evaluates M +/- nu * delta (one episode each, the
+same reset seed for both signs), keeps the b directions with the best max(r+, r-) and steps
+
+    M += alpha / (b * sigma_R) * sum_k (r+_k - r-_k) delta_k,   sigma_R = std of the 2b returns.
+
+Rollouts use the statistics frozen at the start of the iteration; all their states update them
+afterwards (merged in a fixed order), so training is deterministic given the seed whatever the
+number of workers. For Hopper, Walker2d and Ant the per-step alive bonus is subtracted from the
+training reward, as in the paper; evaluations use the true reward. Every `eval_every` iterations
+the policy is evaluated and, when it is the best so far, written atomically to the weights file
+(.npz, no pickle), so a run can be stopped at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ARSConfig:
+    step_size: float = 0.02
+    """alpha: the step size of the update."""
+    noise: float = 0.03
+    """nu: the standard deviation of the exploration noise added to M."""
+    directions: int = 8
+    """N: directions sampled per iteration (2N episodes)."""
+    top: int = 4
+    """b: best directions kept for the update (b <= N)."""
+    shift: float = 0.0
+    """subtracted from every training reward (the alive bonus); evaluation uses the true reward."""
+    horizon: int = 1000
+    """episode cap in steps, for training and evaluation."""
+    eval_every: int = 10
+    """iterations between evaluations (and checkpoints)."""
+    eval_episodes: int = 10
+    """episodes per evaluation, on fixed seeds independent of training."""
+
+
+# Table 9 of Mania et al. (V2-t, tuned on the v1 environments).
+PRESETS: dict[str, ARSConfig] = {
+    "Hopper-v5": ARSConfig(step_size=0.01, noise=0.025, directions=8, top=4, shift=1.0),
+    "HalfCheetah-v5": ARSConfig(step_size=0.02, noise=0.03, directions=32, top=4),
+    "Walker2d-v5": ARSConfig(step_size=0.025, noise=0.01, directions=40, top=30, shift=1.0),
+    "Ant-v5": ARSConfig(step_size=0.015, noise=0.025, directions=60, top=20, shift=1.0),
+}
+EVAL_SEED = 1_000_000  # evaluation episode k resets with EVAL_SEED + k
+
+
+@dataclass
+class LinearPolicy:
+    """a = clip(M @ ((obs - mean) / std), low, high)."""
+
+    M: np.ndarray  # (action dim, observation dim)
+    mean: np.ndarray
+    std: np.ndarray
+
+    def act(self, obs, low, high) -> np.ndarray:
+        return np.clip(self.M @ ((np.asarray(obs, np.float64) - self.mean) / self.std), low, high)
+
+
+class RunningStat:
+    """Count, mean and sum of squared deviations of the states seen, merged batch by batch."""
+
+    def __init__(self, dim: int):
+        self.n, self.mean, self.m2 = 0, np.zeros(dim), np.zeros(dim)
+
+    def merge(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.m2 = self.m2 + m2 + delta ** 2 * self.n * n / total
+        self.n = total
+
+    @property
+    def std(self) -> np.ndarray:
+        if self.n < 2:
+            return np.ones_like(self.mean)
+        std = np.sqrt(self.m2 / (self.n - 1))
+        return np.where(std < 1e-8, 1.0, std)  # constant components: left as they are
+
+
+def rollout(env: gym.Env, policy: LinearPolicy, horizon: int, shift: float, seed: int):
+    """One episode: (return with `shift` subtracted per step, steps, (n, mean, m2) of its states)."""
+    obs, _ = env.reset(seed=int(seed))
+    low, high = env.action_space.low, env.action_space.high
+    total, states = 0.0, []
+    for _ in range(horizon):
+        states.append(obs)
+        obs, reward, terminated, truncated, _ = env.step(policy.act(obs, low, high))
+        total += reward - shift
+        if terminated or truncated:
+            break
+    s = np.asarray(states, np.float64)
+    mean = s.mean(0)
+    return total, len(s), (len(s), mean, ((s - mean) ** 2).sum(0))
+
+
+_ENVS: dict[str, gym.Env] = {}  # one environment per env id and process (no wrappers: horizon is ours)
+
+
+def _rollout_job(job):
+    env_id, policy, horizon, shift, seed = job
+    if env_id not in _ENVS:
+        _ENVS[env_id] = gym.make(env_id).unwrapped
+    return rollout(_ENVS[env_id], policy, horizon, shift, seed)
+
+
+def evaluate(env_id: str, policy: LinearPolicy, config: ARSConfig, map_fn=map) -> tuple[float, int]:
+    """Mean true return over `config.eval_episodes` fixed seeds, and the steps it took."""
+    jobs = [(env_id, policy, config.horizon, 0.0, EVAL_SEED + k) for k in range(config.eval_episodes)]
+    results = list(map_fn(_rollout_job, jobs))
+    return float(np.mean([r[0] for r in results])), sum(r[1] for r in results)
+
+
+def save_weights(path: Path, policy: LinearPolicy, env_id: str, config: ARSConfig, **meta) -> None:
+    """Write the policy and its provenance atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, M=policy.M, mean=policy.mean, std=policy.std, env_id=np.array(env_id),
+                 config=np.array(json.dumps(asdict(config))), **{k: np.array(v) for k, v in meta.items()})
+    os.replace(tmp, path)
+
+
+def load_weights(path) -> tuple[LinearPolicy, dict]:
+    """The policy in a weights file and its metadata; a clear error naming the file otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            policy = LinearPolicy(data["M"], data["mean"], data["std"])
+            meta = {k: data[k].item() for k in data.files if k not in ("M", "mean", "std")}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"ARS weights file not found: {path}") from None
+    except Exception as e:
+        raise ValueError(f"ARS weights file {path} is not readable ({type(e).__name__}: {e})") from e
+    n_act, n_obs = policy.M.shape
+    if policy.mean.shape != (n_obs,) or policy.std.shape != (n_obs,):
+        raise ValueError(f"ARS weights file {path}: M {policy.M.shape} does not match mean/std")
+    meta["config"] = json.loads(meta["config"])
+    return policy, meta
+
+
+def train_ars(env_id: str, iterations: int, config: ARSConfig | None = None, seed: int = 0,
+              workers: int = 1, out: Path | None = None, log=print) -> tuple[LinearPolicy, dict]:
+    """Train a linear policy with ARS V2-t; return the best evaluated policy and its metadata.
+
+    `config` defaults to the env's preset (PRESETS). With `out`, every new best is saved there."""
+    config = config or PRESETS.get(env_id, ARSConfig())
+    env = gym.make(env_id)
+    n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    rng = np.random.default_rng(seed)
+    M, stat = np.zeros((n_act, n_obs)), RunningStat(n_obs)
+    best, best_meta, steps, start = None, {"eval_return": -np.inf}, 0, time.time()
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    map_fn = pool.map if pool else map
+    try:
+        for it in range(1, iterations + 1):
+            mean, std = stat.mean.copy(), stat.std
+            deltas = rng.standard_normal((config.directions, n_act, n_obs))
+            seeds = rng.integers(2 ** 31, size=config.directions)
+            jobs = [(env_id, LinearPolicy(M + sign * config.noise * d, mean, std), config.horizon, config.shift, s)
+                    for d, s in zip(deltas, seeds) for sign in (1, -1)]
+            results = list(map_fn(_rollout_job, jobs))
+            for _, n, batch in results:
+                stat.merge(*batch)
+                steps += n
+            r = np.array([res[0] for res in results]).reshape(config.directions, 2)
+            keep = np.argsort(-r.max(1), kind="stable")[:config.top]
+            sigma = r[keep].std() or 1.0
+            M = M + config.step_size / (config.top * sigma) * np.einsum("k,kij->ij", r[keep, 0] - r[keep, 1], deltas[keep])
+            if it % config.eval_every == 0 or it == iterations:
+                policy = LinearPolicy(M.copy(), stat.mean.copy(), stat.std)
+                ret, _ = evaluate(env_id, policy, config, map_fn)
+                log(f"{env_id} it {it} steps {steps} {time.time() - start:.0f}s train {r.mean():.1f} eval {ret:.1f}")
+                if ret > best_meta["eval_return"]:
+                    best = policy
+                    best_meta = dict(eval_return=ret, iterations=it, env_steps=steps, seed=seed,
+                                     seconds=round(time.time() - start, 1))
+                    if out is not None:
+                        save_weights(out, best, env_id, config, **best_meta)
+    finally:
+        if pool:
+            pool.shutdown()
+    return best, best_meta
+
+
+def ars_train(env: str = "Hopper-v5", iterations: int = 300, out: Path | None = None, seed: int = 0,
+              workers: int = 1) -> None:
+    """Train an ARS expert for a Gymnasium MuJoCo env; the best policy goes to `out`
+    (default runs/ars/<name>.npz; the committed experts live in gato/experts/weights/)."""
+    out = Path(out) if out else Path("runs/ars") / f"{env.split('-')[0].lower()}.npz"
+    _, meta = train_ars(env, iterations, seed=seed, workers=workers, out=out)
+    print(f"best: eval return {meta['eval_return']:.1f} at iteration {meta.get('iterations')} -> {out}")
