@@ -174,24 +174,29 @@ class Gato(nn.Module):
 
     def forward(self, ids, kinds, local_pos, patches=None, patch_pos=None,
                 cache: KVCache | None = None, use_cache: bool = False,
-                logits_at: torch.Tensor | None = None):
+                logits_at: torch.Tensor | None = None, valid: torch.Tensor | None = None):
         """Logits (B, T, vocab) for the next token at every position, and the new cache
         (None unless `cache` is given or `use_cache`). Image positions (kinds == IMAGE) take
         their embeddings from `patches` in row-major order of the (B, T) grid. With
-        `logits_at` (B, T) bool, only those positions' logits are computed: (N, vocab)."""
+        `logits_at` (B, T) bool, only those positions' logits are computed: (N, vocab).
+        `valid` (B, T) bool marks real tokens when rows are padded (acting on several
+        environments at once): padding gets no rotary position and no one attends to it."""
         B, T = ids.shape
+        dev = ids.device
         x = self.embed_inputs(ids, kinds, local_pos, patches, patch_pos)
-        if cache is None:
-            pos = torch.arange(T, device=ids.device).expand(B, T)
+        if cache is None and valid is None:  # training: one causal block, flash-attention friendly
+            pos = torch.arange(T, device=dev).expand(B, T)
             mask, pasts = None, [None] * len(self.blocks)
-            start = torch.zeros(B, dtype=torch.long, device=ids.device)
+            start = torch.zeros(B, dtype=torch.long, device=dev)
         else:
-            pos = cache.next_pos[:, None] + torch.arange(T, device=ids.device)
-            causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
-            mask = torch.cat([cache.valid[:, None, :].expand(B, T, -1), causal.expand(B, T, T)], dim=2)
-            mask = mask[:, None]  # (B, 1, T, S+T)
-            pasts = list(zip(cache.keys, cache.values))
-            start = cache.next_pos
+            valid = torch.ones(B, T, dtype=torch.bool, device=dev) if valid is None else valid
+            start = cache.next_pos if cache is not None else torch.zeros(B, dtype=torch.long, device=dev)
+            pos = start[:, None] + (valid.long().cumsum(1) - 1).clamp(min=0)
+            causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()
+            new = (causal & valid[:, None, :]) | torch.eye(T, dtype=torch.bool, device=dev)  # (B, T, T)
+            old = cache.valid[:, None, :].expand(B, T, -1) if cache is not None else new[:, :, :0]
+            mask = torch.cat([old, new], dim=2)[:, None]  # (B, 1, T, S+T)
+            pasts = list(zip(cache.keys, cache.values)) if cache is not None else [None] * len(self.blocks)
         keys, values = [], []
         for block, past in zip(self.blocks, pasts):
             x, (k, v) = block(x, pos, past, mask)
@@ -202,6 +207,7 @@ class Gato(nn.Module):
         logits = F.linear(self.ln_f(x), self.embed.weight)
         if cache is None and not use_cache:
             return logits, None
-        new_valid = torch.ones(B, T, dtype=torch.bool, device=ids.device)
-        valid = new_valid if cache is None else torch.cat([cache.valid, new_valid], dim=1)
-        return logits, KVCache(keys, values, valid, start + T)
+        if valid is None:
+            valid = torch.ones(B, T, dtype=torch.bool, device=dev)
+        all_valid = valid if cache is None else torch.cat([cache.valid, valid], dim=1)
+        return logits, KVCache(keys, values, all_valid, start + valid.long().sum(1))

@@ -1,0 +1,129 @@
+"""The acting loop: exact windows past the context, valid actions only, batched == serial."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from gato.agent import GatoAgent
+from gato.config import get_preset
+from gato.data.episode import TaskSpec
+from gato.data.sampling import collate
+from gato.envs import get_task
+from gato.model import Gato
+
+SMALL = dataclasses.replace(get_preset("gato-tiny"), num_layers=2, width=64, num_heads=2, head_dim=32,
+                            mlp_hidden=128, context=64, dropout=0.0)
+WINDOW_TOL = 1e-4  # cached vs fresh forward over the same window: float32 summation order only
+
+
+def model(seed: int = 0) -> Gato:
+    torch.manual_seed(seed)
+    return Gato(SMALL).eval()
+
+
+class CheckedAgent(GatoAgent):
+    """Checks every cached forward against a fresh forward over each row's window."""
+
+    checks = 0
+
+    def _feed(self, seqs):
+        logits = super()._feed(seqs)
+        for r in range(self.n):
+            w = self.window(r)
+            batch = collate([w], len(w), self.tm)
+            fresh, _ = self.model(*batch.inputs())
+            torch.testing.assert_close(logits[r], fresh[0, -1], atol=WINDOW_TOL, rtol=0)
+            CheckedAgent.checks += 1
+        return logits
+
+
+@pytest.mark.parametrize("name", ["control/cartpole", "box2d/lunarlander-continuous"])
+def test_cached_logits_equal_a_fresh_window_long_past_the_context(name):
+    task = get_task(name)
+    envs = [task.make() for _ in range(2)]
+    spec = TaskSpec(task.name, envs[0].observation_space, envs[0].action_space)
+    agent = CheckedAgent(model(), spec, num_envs=2, keep=24)
+    n_act = len(agent.ranges)
+    step_tokens = envs[0].observation_space.shape[0] + 1 + n_act
+    obs = [e.reset(seed=i)[0] for i, e in enumerate(envs)]
+    CheckedAgent.checks, fed = 0, 0
+    for t in range(50):  # at least 50 x 6 = 300 tokens: past the 64-token context four times
+        actions = agent.act(obs)
+        fed += step_tokens
+        obs = []
+        for r, (env, a) in enumerate(zip(envs, actions)):
+            o, _, term, trunc, _ = env.step(a)
+            if (term or trunc) or (r == 1 and t == 17):  # a reset mid-run in one row
+                o, _ = env.reset(seed=100 + t)
+                agent.reset([r])
+            obs.append(o)
+    assert fed > 4 * SMALL.context and CheckedAgent.checks == 2 * 50 * n_act
+    assert len(agent.window(0)) <= SMALL.context
+
+
+SPACES = [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32), spaces.Box(-2, 5, (3,), np.float32),
+          spaces.MultiDiscrete([3, 5]), spaces.MultiBinary(2),
+          spaces.Dict({"a": spaces.Discrete(2), "b": spaces.Box(-2, 2, (1,), np.float32)})]
+
+
+@pytest.mark.parametrize("action_space", SPACES, ids=[type(s).__name__ + str(i) for i, s in enumerate(SPACES)])
+def test_random_models_never_emit_invalid_actions(action_space):
+    obs_space = spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    spec = TaskSpec("test/random", obs_space, action_space)
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        agent = GatoAgent(model(seed), spec, num_envs=4, temperature=1.5, seed=seed)
+        for _ in range(12):
+            actions = agent.act([rng.normal(size=4).astype(np.float32) for _ in range(4)])
+            assert all(action_space.contains(a) for a in actions), actions
+
+
+def test_batched_rollouts_equal_serial_ones():
+    task = get_task("control/cartpole")
+    env0 = task.make()
+    spec = TaskSpec(task.name, env0.observation_space, env0.action_space)
+    m = model(3)
+
+    def rollout(seeds):
+        envs = [task.make() for _ in seeds]
+        agent = GatoAgent(m, spec, num_envs=len(seeds))
+        obs = [e.reset(seed=s)[0] for e, s in zip(envs, seeds)]
+        trace = []
+        for _ in range(25):
+            actions = agent.act(obs)
+            trace.append(actions)
+            obs = []
+            for r, (env, a) in enumerate(zip(envs, actions)):
+                o, _, term, trunc, _ = env.step(a)
+                if term or trunc:
+                    o, _ = env.reset(seed=1000 + r)
+                    agent.reset([r])
+                obs.append(o)
+        return np.array(trace)
+
+    batched = rollout([0, 1, 2])
+    serial = np.stack([rollout([s])[:, 0] for s in (0, 1, 2)], axis=1)
+    np.testing.assert_array_equal(batched, serial)
+
+
+def test_nan_logits_raise_and_send_no_action():
+    m = model()
+    with torch.no_grad():
+        m.ln_f.weight.fill_(float("nan"))
+    spec = TaskSpec("test/nan", spaces.Box(-1, 1, (2,), np.float32), spaces.Discrete(2))
+    with pytest.raises(FloatingPointError, match="non-finite logits"):
+        GatoAgent(m, spec).act([np.zeros(2, np.float32)])
+
+
+def test_observation_outside_its_space_names_the_environment():
+    spec = TaskSpec("test/shape", spaces.Box(-1, 1, (2,), np.float32), spaces.Discrete(2))
+    agent = GatoAgent(model(), spec, num_envs=2)
+    with pytest.raises(ValueError, match=r"test/shape: observation of environment 1: expected shape \(2,\)"):
+        agent.act([np.zeros(2, np.float32), np.zeros(3, np.float32)])
+    with pytest.raises(ValueError, match="expected 2 observations"):
+        agent.act([np.zeros(2, np.float32)])
