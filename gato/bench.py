@@ -196,3 +196,66 @@ def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarland
             print(f"{name}: recording {v['recorded_steps_per_s']:.0f} steps/s, bare {v['bare_steps_per_s']:.0f} "
                   f"steps/s, ratio {v['ratio']:.3f}")
     return result
+
+
+def bench_act(preset: str = "gato-tiny", obs_dim: int = 39, act_dim: int = 4, actions: int = 24,
+              device: str = "auto", json: bool = False) -> dict:
+    """Actions/s of the KV-cached agent vs recomputing the full window for every action token,
+    at a full context (Meta-World-sized by default: 39 observation values, 4 action tokens).
+
+    Args:
+        preset: model preset.
+        obs_dim: continuous observation values per step.
+        act_dim: continuous action values per step (one token each).
+        actions: actions timed per side.
+        device: auto, cpu or cuda.
+        json: print one JSON object.
+    """
+    import numpy as np
+    from gymnasium import spaces
+
+    from gato.agent import GatoAgent
+    from gato.data.episode import TaskSpec
+    from gato.data.sampling import collate
+    from gato.model import Gato
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    cfg = get_preset(preset)
+    torch.manual_seed(0)
+    model = Gato(cfg).to(dev).eval()
+    spec = TaskSpec("bench/act", spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+                    spaces.Box(-1, 1, (act_dim,), np.float32))
+    agent = GatoAgent(model, spec, device=dev)
+    rng = np.random.default_rng(0)
+    obs = lambda: [rng.normal(size=obs_dim).astype(np.float32)]  # noqa: E731
+    while agent.cache is None or agent.cache.length < cfg.context - 2 * (obs_dim + act_dim + 1):
+        agent.act(obs())  # fill the context
+
+    def cached():
+        agent.act(obs())
+
+    @torch.no_grad()
+    def recompute():  # what an agent without a cache does: a full-window forward per action token
+        window = agent.window(0)
+        w = window.slice(max(0, len(window) - cfg.context), len(window))
+        batch = collate([w], len(w), cfg.token_map).to(dev)
+        for _ in range(act_dim):
+            model(*batch.inputs())
+
+    times = {"cached": [], "recompute": []}
+    for _ in range(actions):
+        times["cached"].append(_time(cached, dev))
+        times["recompute"].append(_time(recompute, dev))
+    c, r = statistics.mean(times["cached"]), statistics.median(times["recompute"])
+    result = {"bench": "act", "preset": preset, "device": str(dev), "context": cfg.context,
+              "obs_tokens": obs_dim, "action_tokens": act_dim, "actions_per_s": round(1 / c, 2),
+              "latency_ms": round(1000 * c, 2), "recompute_actions_per_s": round(1 / r, 2),
+              "ratio": round(r / c, 2), "date": time.strftime("%Y-%m-%d"), "machine": machine_info()}
+    if json:
+        print(jsonlib.dumps(result))
+    else:
+        print(f"{preset} on {dev} at {cfg.context} tokens: {1 / c:.1f} actions/s with the KV cache, "
+              f"{1 / r:.1f} recomputing the window, ratio {r / c:.1f}")
+    return result

@@ -1,0 +1,1 @@
+"""Evaluation: rollouts of a trained model, expert-normalised scores, the report."""
