@@ -1,0 +1,152 @@
+"""`gato eval`: roll a trained model out on tasks, N environments in lock step per task, and score
+it against the reference scores (expert-normalised, per domain, Figure 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from tyro.conf import Positional
+
+from gato.data.episode import TaskSpec
+from gato.evaluation.metrics import normalized, summarize, threshold_curve
+
+RESULTS_VERSION = 1
+
+
+def _prompt(data: Path | None, task_name: str, spec: TaskSpec, model_cfg, text):
+    """The end of the task's best training episode (goal conditioning, as in training), or None."""
+    if data is None:
+        return None
+    from gato.data.layout import EpisodeLayout
+    from gato.data.storage import TaskDataset, task_folder
+
+    if not (task_folder(data, task_name) / "card.json").exists():
+        return None
+    episodes = TaskDataset(data, task_name).episodes("train")
+    if not episodes:
+        return None
+    best = max(episodes, key=lambda e: float(e.rewards.sum()))
+    layout = EpisodeLayout(spec, model_cfg.token_map, text, model_cfg.max_local_positions)
+    lengths = layout.step_lengths(best)
+    size = model_cfg.context // 4
+    total = 1 + int(lengths.sum())
+    return layout.window(best, lengths, max(0, total - size), size).without_loss()
+
+
+def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=None, prompt=None,
+            temperature: float = 0.0, seed: int = 0, device: str = "cpu") -> list[dict]:
+    """`episodes` episodes of `task` with N environments stepped in lock step; one model forward
+    per action token serves them all. Episodes that end are reset without disturbing the others."""
+    from gato.agent import GatoAgent
+
+    n = min(num_envs, episodes)
+    envs = [task.make(sticky=True) for _ in range(n)]
+    agent = GatoAgent(model, spec, n, text=text, prompt=prompt, temperature=temperature, seed=seed, device=device)
+    next_seed, obs, running = 0, [], []
+    for env in envs:
+        obs.append(env.reset(seed=seed + next_seed)[0])
+        running.append({"seed": seed + next_seed, "return": 0.0, "length": 0, "success": False})
+        next_seed += 1
+    results: list[dict] = []
+    active = [True] * n
+    while any(active):
+        actions = agent.act(obs)
+        for r, (env, action) in enumerate(zip(envs, actions)):
+            if not active[r]:
+                continue
+            o, reward, term, trunc, info = env.step(action)
+            ep = running[r]
+            ep["return"] += float(reward)
+            ep["length"] += 1
+            ep["success"] = ep["success"] or bool(info.get("success", False))
+            if term or trunc or ep["length"] >= task.max_steps:
+                results.append(ep)
+                if next_seed < episodes:
+                    o, _ = env.reset(seed=seed + next_seed)
+                    running[r] = {"seed": seed + next_seed, "return": 0.0, "length": 0, "success": False}
+                    next_seed += 1
+                    agent.reset([r])
+                else:
+                    active[r] = False  # keeps its slot in the batch; its actions are ignored
+            obs[r] = o
+    for env in envs:
+        env.close()
+    return sorted(results, key=lambda e: e["seed"])
+
+
+def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",), episodes: int = 50, envs: int = 16,
+             out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
+             seed: int = 100_000, device: str = "cpu") -> dict:
+    """Evaluate a checkpoint on tasks; writes OUT/results.json and prints a per-domain summary.
+
+    Args:
+        checkpoint: checkpoint folder or run folder (newest checkpoint).
+        tasks: task and/or domain names.
+        episodes: episodes per task (the paper uses 50).
+        envs: environments stepped together per task.
+        out: results folder.
+        data: dataset root for prompts (the end of a task's best demonstration); none by default.
+        temperature: 0 for greedy action tokens, else sampling temperature.
+        seed: first reset seed (disjoint from collection and reference-score seeds).
+        device: cpu or cuda.
+    """
+    from gato.envs import resolve
+    from gato.envs.scores import load_scores
+    from gato.tokenization.text import TextTokenizer
+    from gato.training.trainer import load_model
+
+    model, meta = load_model(Path(checkpoint), device)
+    text = TextTokenizer.default()
+    if meta.get("tokenizer", {}).get("sha256") != text.sha256:
+        raise ValueError(f"{checkpoint}: trained with tokenizer {meta.get('tokenizer')}, not the default one "
+                         f"({text.reference()}); evaluation needs the same tokenizer")
+    ref = load_scores()
+    chosen = resolve(list(tasks))
+    per_task, t0 = {}, time.perf_counter()
+    for task in chosen:
+        probe = task.make()
+        spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
+        probe.close()
+        prompt = _prompt(data, task.name, spec, model.cfg, text)
+        eps = rollout(model, task, spec, episodes, envs, text=text, prompt=prompt, temperature=temperature,
+                      seed=seed, device=device)
+        rets = np.array([e["return"] for e in eps])
+        r, e = (ref.get(task.name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
+        per_task[task.name] = {
+            "domain": task.domain, "episodes": len(eps), "mean": float(rets.mean()), "std": float(rets.std()),
+            "returns": rets.tolist(), "random": r, "expert": e, "normalized": normalized(float(rets.mean()), r, e),
+            "success_rate": float(np.mean([x["success"] for x in eps])) if task.success else None,
+            "prompt_tokens": 0 if prompt is None else len(prompt)}
+        p = per_task[task.name]
+        norm = "missing" if p["normalized"] is None else f"{100 * p['normalized']:.1f}%"
+        print(f"{task.name:<40} return {p['mean']:>10.2f} ± {p['std']:<8.2f} normalised {norm}")
+    results = _aggregate(per_task)
+    results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
+                   episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".results.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, out / "results.json")
+    for d, s in results["domains"].items():
+        print(f"{d:<12} {s['tasks']:>3} tasks  mean {100 * s['mean']:.1f}%  IQM {100 * s['iqm']:.1f}%  "
+              f"above 50%: {s['above_50']}")
+    print(f"results in {out / 'results.json'}")
+    return results
+
+
+def _aggregate(per_task: dict) -> dict:
+    domains: dict[str, list[float]] = {}
+    for p in per_task.values():
+        if p["normalized"] is not None:
+            domains.setdefault(p["domain"], []).append(p["normalized"])
+    summary = {d: summarize(v) | {"above_50": int(np.sum(np.asarray(v) >= 0.5))} for d, v in sorted(domains.items())}
+    allv = [v for vs in domains.values() for v in vs]
+    t, counts = threshold_curve(allv)
+    return {"tasks": per_task, "domains": summary,
+            "overall": {"tasks_normalized": len(allv), "tasks_above_50": int(np.sum(np.asarray(allv) >= 0.5)),
+                        "curve": {"thresholds": t.tolist(), "tasks_at_or_above": counts.tolist()}}}
