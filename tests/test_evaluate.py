@@ -46,3 +46,9 @@ def test_eval_writes_results_with_normalised_scores(tmp_path, capsys):
     assert len(saved["overall"]["curve"]["thresholds"]) == 101
     assert "control" in capsys.readouterr().out
     assert res["overall"]["tasks_normalized"] == 2
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "| control | 2 |" in report and "figure5.png" in report and "control/acrobot" in report
+    html = (tmp_path / "eval" / "report.html").read_text()
+    assert "<img alt='Figure 5' src='figure5.png'>" in html and "<table" in html
+    png = (tmp_path / "eval" / "figure5.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000

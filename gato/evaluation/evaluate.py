@@ -81,7 +81,7 @@ def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=N
 def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",), episodes: int = 50, envs: int = 16,
              out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
              seed: int = 100_000, device: str = "cpu") -> dict:
-    """Evaluate a checkpoint on tasks; writes OUT/results.json and prints a per-domain summary.
+    """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
 
     Args:
         checkpoint: checkpoint folder or run folder (newest checkpoint).
@@ -135,7 +135,10 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
     for d, s in results["domains"].items():
         print(f"{d:<12} {s['tasks']:>3} tasks  mean {100 * s['mean']:.1f}%  IQM {100 * s['iqm']:.1f}%  "
               f"above 50%: {s['above_50']}")
-    print(f"results in {out / 'results.json'}")
+    from gato.evaluation.report import write_report
+
+    report = write_report(results, out)
+    print(f"results in {out / 'results.json'}, report in {report} and {report.with_suffix('.html')}")
     return results
 
 

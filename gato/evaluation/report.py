@@ -1,0 +1,113 @@
+"""The evaluation report: report.md and report.html beside results.json, with the Figure 5 plot
+(tasks above each normalised-score threshold) and per-task bars as PNG files."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _plots(results: dict, out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    curve = results["overall"]["curve"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(100 * np.asarray(curve["thresholds"]), curve["tasks_at_or_above"], color="tab:blue")
+    ax.axvline(50, color="grey", linestyle=":")
+    ax.set_xlabel("expert-normalised score threshold (%)")
+    ax.set_ylabel("tasks at or above threshold")
+    ax.set_title(f"Figure 5: {results['overall']['tasks_normalized']} tasks")
+    fig.tight_layout()
+    fig.savefig(out / "figure5.png", dpi=100)
+    plt.close(fig)
+    files["figure5"] = "figure5.png"
+
+    tasks = [(n, t["normalized"]) for n, t in sorted(results["tasks"].items()) if t["normalized"] is not None]
+    if tasks:
+        fig, ax = plt.subplots(figsize=(7, 0.25 * len(tasks) + 1.2))
+        ax.barh([n for n, _ in tasks], [100 * v for _, v in tasks], color="tab:green")
+        ax.axvline(50, color="grey", linestyle=":")
+        ax.axvline(100, color="black", linewidth=0.8)
+        ax.invert_yaxis()
+        ax.set_xlabel("expert-normalised score (%)")
+        fig.tight_layout()
+        fig.savefig(out / "tasks.png", dpi=100)
+        plt.close(fig)
+        files["tasks"] = "tasks.png"
+    return files
+
+
+def _pct(v) -> str:
+    return "missing" if v is None else f"{100 * v:.1f}%"
+
+
+def write_report(results: dict, out: Path) -> Path:
+    """Write report.md, report.html and their plots into `out`; returns the markdown path."""
+    out = Path(out)
+    plots = _plots(results, out)
+    lines = [f"# Evaluation of {results['checkpoint']} (step {results['step']})", "",
+             f"{results['episodes']} episodes per task, temperature {results['temperature']}; "
+             f"{results['overall']['tasks_above_50']} of {results['overall']['tasks_normalized']} "
+             "normalised tasks at or above 50% of the expert.", "",
+             "## Per domain", "", "| domain | tasks | mean | median | IQM (95% CI) | tasks >= 50% |",
+             "|---|---|---|---|---|---|"]
+    for d, s in results["domains"].items():
+        lo, hi = s["iqm_ci"]
+        lines.append(f"| {d} | {s['tasks']} | {_pct(s['mean'])} | {_pct(s['median'])} | "
+                     f"{_pct(s['iqm'])} ({_pct(lo)} to {_pct(hi)}) | {s['above_50']} |")
+    lines += ["", "![Figure 5](figure5.png)", "", "## Per task", "",
+              "| task | return (mean ± std) | random | expert | normalised | success |", "|---|---|---|---|---|---|"]
+    for name, t in sorted(results["tasks"].items()):
+        ref = ["-" if t[k] is None else f"{t[k]:.2f}" for k in ("random", "expert")]
+        succ = "-" if t["success_rate"] is None else f"{100 * t['success_rate']:.0f}%"
+        lines.append(f"| {name} | {t['mean']:.2f} ± {t['std']:.2f} | {ref[0]} | {ref[1]} | "
+                     f"{_pct(t['normalized'])} | {succ} |")
+    if "tasks" in plots:
+        lines += ["", "![per-task scores](tasks.png)"]
+    md = "\n".join(lines) + "\n"
+    _write(out / "report.md", md)
+    _write(out / "report.html", _html(md))
+    return out / "report.md"
+
+
+def _html(md: str) -> str:
+    """A plain HTML rendering of the report's markdown (headings, tables, images, paragraphs)."""
+    body, in_table = [], False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            if not in_table:
+                body.append("<table border='1' cellspacing='0' cellpadding='3'>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("!["):
+            alt, src = line[2:].split("](")
+            body.append(f"<img alt='{html.escape(alt)}' src='{html.escape(src.rstrip(')'))}'>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    return "<!doctype html><html><head><meta charset='utf-8'><title>gato evaluation</title></head><body>\n" + \
+        "\n".join(body) + "\n</body></html>\n"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
