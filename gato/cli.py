@@ -15,6 +15,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("inspect",): ("gato.inspection:inspect", "print a training sequence as the model sees it"),
     ("demo",): ("gato.demo:demo", "a one-minute end-to-end run: sequences, training, falling loss"),
     ("eval",): ("gato.evaluation.evaluate:evaluate", "evaluate a checkpoint on tasks: normalised scores per domain"),
+    ("play",): ("gato.evaluation.evaluate:play", "run one episode with a checkpoint and save its video"),
     ("presets",): ("gato.config:presets", "list the model presets and their sizes"),
     ("tasks",): ("gato.envs.registry:tasks", "list every control task with its modalities, expert and scores"),
     ("scores",): ("gato.envs.scores:scores", "measure expert and random reference scores per task"),

@@ -11,7 +11,7 @@ from gato.config import get_preset
 from gato.data.collect import collect
 from gato.data.episode import TaskSpec
 from gato.envs import get_task
-from gato.evaluation.evaluate import evaluate, rollout
+from gato.evaluation.evaluate import evaluate, play, rollout
 from gato.model import Gato
 from gato.training.trainer import Trainer, TrainConfig
 
@@ -52,3 +52,7 @@ def test_eval_writes_results_with_normalised_scores(tmp_path, capsys):
     assert "<img alt='Figure 5' src='figure5.png'>" in html and "<table" in html
     png = (tmp_path / "eval" / "figure5.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+    played = play(tmp_path / "run", "control/cartpole", out=tmp_path / "play", seed=3)
+    gif = (tmp_path / "play" / "control-cartpole-seed3.gif").read_bytes()
+    assert gif[:6] == b"GIF89a" and played["steps"] >= 1

@@ -17,6 +17,19 @@ from gato.evaluation.metrics import normalized, summarize, threshold_curve
 RESULTS_VERSION = 1
 
 
+def _load(checkpoint: Path, device: str):
+    """Model, checkpoint meta and the text tokenizer it was trained with (checked by hash)."""
+    from gato.tokenization.text import TextTokenizer
+    from gato.training.trainer import load_model
+
+    model, meta = load_model(Path(checkpoint), device)
+    text = TextTokenizer.default()
+    if meta.get("tokenizer", {}).get("sha256") != text.sha256:
+        raise ValueError(f"{checkpoint}: trained with tokenizer {meta.get('tokenizer')}, not the default one "
+                         f"({text.reference()}); evaluation needs the same tokenizer")
+    return model, meta, text
+
+
 def _prompt(data: Path | None, task_name: str, spec: TaskSpec, model_cfg, text):
     """The end of the task's best training episode (goal conditioning, as in training), or None."""
     if data is None:
@@ -96,14 +109,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
     """
     from gato.envs import resolve
     from gato.envs.scores import load_scores
-    from gato.tokenization.text import TextTokenizer
-    from gato.training.trainer import load_model
 
-    model, meta = load_model(Path(checkpoint), device)
-    text = TextTokenizer.default()
-    if meta.get("tokenizer", {}).get("sha256") != text.sha256:
-        raise ValueError(f"{checkpoint}: trained with tokenizer {meta.get('tokenizer')}, not the default one "
-                         f"({text.reference()}); evaluation needs the same tokenizer")
+    model, meta, text = _load(checkpoint, device)
     ref = load_scores()
     chosen = resolve(list(tasks))
     per_task, t0 = {}, time.perf_counter()
@@ -153,3 +160,49 @@ def _aggregate(per_task: dict) -> dict:
     return {"tasks": per_task, "domains": summary,
             "overall": {"tasks_normalized": len(allv), "tasks_above_50": int(np.sum(np.asarray(allv) >= 0.5)),
                         "curve": {"thresholds": t.tolist(), "tasks_at_or_above": counts.tolist()}}}
+
+
+def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("runs/play"), seed: int = 0,
+         data: Path | None = None, temperature: float = 0.0, max_frames: int = 400, device: str = "cpu") -> dict:
+    """Run one episode of TASK with a checkpoint and save its video (GIF) for a quick look.
+
+    Args:
+        checkpoint: checkpoint folder or run folder.
+        task: task name (see `gato tasks`).
+        out: folder for the GIF.
+        seed: reset seed.
+        data: dataset root for the prompt (optional).
+        temperature: 0 for greedy action tokens.
+        max_frames: frames kept in the GIF (evenly subsampled).
+        device: cpu or cuda.
+    """
+    from PIL import Image
+
+    from gato.agent import GatoAgent
+    from gato.envs import get_task
+
+    model, _, text = _load(checkpoint, device)
+    t = get_task(task)
+    env = t.make(render_mode="rgb_array", sticky=True)
+    spec = TaskSpec(t.name, env.observation_space, env.action_space)
+    agent = GatoAgent(model, spec, 1, text=text, prompt=_prompt(data, t.name, spec, model.cfg, text),
+                      temperature=temperature, seed=seed, device=device)
+    obs, _ = env.reset(seed=seed)
+    frames, ret, steps = [env.render()], 0.0, 0
+    while steps < t.max_steps:
+        obs, reward, term, trunc, _ = env.step(agent.act([obs])[0])
+        ret, steps = ret + float(reward), steps + 1
+        frames.append(env.render())
+        if term or trunc:
+            break
+    env.close()
+    keep = np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int)
+    images = [Image.fromarray(np.asarray(frames[i], np.uint8)) for i in keep]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{t.name.replace('/', '-')}-seed{seed}.gif"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.gif")
+    images[0].save(tmp, save_all=True, append_images=images[1:], duration=40, loop=0)
+    os.replace(tmp, path)
+    print(f"{t.name}: return {ret:.2f} in {steps} steps; video {path}")
+    return {"task": t.name, "return": ret, "steps": steps, "video": str(path)}
