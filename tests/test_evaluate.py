@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from gato.config import get_preset
 from gato.data.collect import collect
@@ -56,3 +57,15 @@ def test_eval_writes_results_with_normalised_scores(tmp_path, capsys):
     played = play(tmp_path / "run", "control/cartpole", out=tmp_path / "play", seed=3)
     gif = (tmp_path / "play" / "control-cartpole-seed3.gif").read_bytes()
     assert gif[:6] == b"GIF89a" and played["steps"] >= 1
+
+
+@pytest.mark.slow
+def test_a_small_model_trained_on_mountaincar_scores_clearly_above_random(tmp_path):
+    """The whole pipeline: expert data -> training -> `gato eval`. (About 2 minutes on 2 cores;
+    measured: 150 steps reach -117.5, 102% of the expert, against -200 for random.)"""
+    collect(("control/mountaincar",), episodes=20, test_episodes=1, out=tmp_path / "data", progress=False)
+    cfg = TrainConfig(steps=150, batch_size=8, context=128, data=str(tmp_path / "data"), warmup=20, lr=3e-3,
+                      checkpoint_every=10**6)
+    Trainer(cfg, SMALL).fit(tmp_path / "run", progress=False)
+    res = evaluate(tmp_path / "run", tasks=("control/mountaincar",), episodes=4, envs=4, out=tmp_path / "eval")
+    assert res["tasks"]["control/mountaincar"]["normalized"] >= 0.5

@@ -21,6 +21,7 @@ def _plots(results: dict, out: Path) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(100 * np.asarray(curve["thresholds"]), curve["tasks_at_or_above"], color="tab:blue")
     ax.axvline(50, color="grey", linestyle=":")
+    ax.set_ylim(0, max(curve["tasks_at_or_above"], default=0) + 1)
     ax.set_xlabel("expert-normalised score threshold (%)")
     ax.set_ylabel("tasks at or above threshold")
     ax.set_title(f"Figure 5: {results['overall']['tasks_normalized']} tasks")
