@@ -259,3 +259,57 @@ def bench_act(preset: str = "gato-tiny", obs_dim: int = 39, act_dim: int = 4, ac
         print(f"{preset} on {dev} at {cfg.context} tokens: {1 / c:.1f} actions/s with the KV cache, "
               f"{1 / r:.1f} recomputing the window, ratio {r / c:.1f}")
     return result
+
+
+def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", envs: int = 16, steps: int = 40,
+               json: bool = False) -> dict:
+    """Environment steps/s of lock-step evaluation with N environments vs one, same task and model.
+
+    An untrained model on MountainCar never reaches the flag, so every episode has the same
+    length on both sides and steps/s is proportional to episodes/s.
+
+    Args:
+        preset: model preset.
+        task: task to roll out.
+        envs: environments stepped together.
+        steps: agent steps timed per side (after a warm-up step).
+        json: print one JSON object.
+    """
+    from gato.agent import GatoAgent
+    from gato.data.episode import TaskSpec
+    from gato.envs import get_task
+    from gato.model import Gato
+
+    cfg = get_preset(preset)
+    torch.manual_seed(0)
+    model = Gato(cfg).eval()
+    t = get_task(task)
+
+    def rate(n: int) -> float:
+        environments = [t.make() for _ in range(n)]
+        spec = TaskSpec(t.name, environments[0].observation_space, environments[0].action_space)
+        agent = GatoAgent(model, spec, n)
+        obs = [e.reset(seed=i)[0] for i, e in enumerate(environments)]
+        start = None
+        for k in range(steps + 1):
+            if k == 1:
+                start = time.perf_counter()
+            actions = agent.act(obs)
+            for r, (e, a) in enumerate(zip(environments, actions)):
+                o, _, term, trunc, _ = e.step(a)
+                if term or trunc:
+                    o, _ = e.reset(seed=1000 + k)
+                    agent.reset([r])
+                obs[r] = o
+        return n * steps / (time.perf_counter() - start)
+
+    single, batched = rate(1), rate(envs)
+    result = {"bench": "eval", "preset": preset, "task": task, "envs": envs,
+              "steps_per_s": round(batched, 1), "single_env_steps_per_s": round(single, 1),
+              "ratio": round(batched / single, 2), "date": time.strftime("%Y-%m-%d"), "machine": machine_info()}
+    if json:
+        print(jsonlib.dumps(result))
+    else:
+        print(f"{preset} on {task}: {batched:.1f} steps/s with {envs} environments, {single:.1f} with one, "
+              f"ratio {batched / single:.1f}")
+    return result

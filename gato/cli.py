@@ -23,6 +23,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("tokenizer", "train"): ("gato.tokenization.text:tokenizer_train", "train a SentencePiece text tokenizer offline"),
     ("bench", "train"): ("gato.bench:bench_train", "training throughput vs a bare transformer"),
     ("bench", "act"): ("gato.bench:bench_act", "actions/s with the KV cache vs recomputing the window"),
+    ("bench", "eval"): ("gato.bench:bench_eval", "evaluation steps/s with N environments batched vs one"),
     ("bench", "collect"): ("gato.bench:bench_collect", "recording expert episodes vs bare env stepping"),
 }
 
