@@ -51,6 +51,8 @@ def test_eval_writes_results_with_normalised_scores(tmp_path, capsys):
     assert "| control | 2 |" in report and "figure5.png" in report and "control/acrobot" in report
     html = (tmp_path / "eval" / "report.html").read_text()
     assert "<img alt='Figure 5' src='figure5.png'>" in html and "<table" in html
+    assert "<img alt='control/acrobot' src='videos/control-acrobot-seed100000.gif'>" in html
+    assert (tmp_path / "eval" / "videos" / "control-cartpole-seed100000.gif").read_bytes()[:6] == b"GIF89a"
     png = (tmp_path / "eval" / "figure5.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
 

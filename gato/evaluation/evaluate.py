@@ -93,7 +93,7 @@ def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=N
 
 def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",), episodes: int = 50, envs: int = 16,
              out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
-             seed: int = 100_000, device: str = "cpu") -> dict:
+             seed: int = 100_000, device: str = "cpu", videos: int = 3) -> dict:
     """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
 
     Args:
@@ -106,6 +106,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         temperature: 0 for greedy action tokens, else sampling temperature.
         seed: first reset seed (disjoint from collection and reference-score seeds).
         device: cpu or cuda.
+        videos: replay videos (GIF) recorded for this many tasks and linked in the report.
     """
     from gato.envs import resolve
     from gato.envs.scores import load_scores
@@ -132,6 +133,11 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         norm = "missing" if p["normalized"] is None else f"{100 * p['normalized']:.1f}%"
         print(f"{task.name:<40} return {p['mean']:>10.2f} ± {p['std']:<8.2f} normalised {norm}")
     results = _aggregate(per_task)
+    results["videos"] = {}
+    for task in chosen[:videos]:
+        v = record_video(model, text, task, Path(out) / "videos", seed=seed, data=data, temperature=temperature,
+                         device=device)
+        results["videos"][task.name] = str(Path(v["video"]).relative_to(Path(out)))
     results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
                    episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1))
     out = Path(out)
@@ -176,20 +182,29 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
         max_frames: frames kept in the GIF (evenly subsampled).
         device: cpu or cuda.
     """
-    from PIL import Image
-
-    from gato.agent import GatoAgent
     from gato.envs import get_task
 
     model, _, text = _load(checkpoint, device)
-    t = get_task(task)
-    env = t.make(render_mode="rgb_array", sticky=True)
-    spec = TaskSpec(t.name, env.observation_space, env.action_space)
-    agent = GatoAgent(model, spec, 1, text=text, prompt=_prompt(data, t.name, spec, model.cfg, text),
+    result = record_video(model, text, get_task(task), Path(out), seed=seed, data=data, temperature=temperature,
+                          max_frames=max_frames, device=device)
+    print(f"{task}: return {result['return']:.2f} in {result['steps']} steps; video {result['video']}")
+    return result
+
+
+def record_video(model, text, task, out: Path, *, seed: int = 0, data: Path | None = None,
+                 temperature: float = 0.0, max_frames: int = 400, device: str = "cpu") -> dict:
+    """One episode rendered with the environment's rgb_array mode, saved as an animated GIF."""
+    from PIL import Image
+
+    from gato.agent import GatoAgent
+
+    env = task.make(render_mode="rgb_array", sticky=True)
+    spec = TaskSpec(task.name, env.observation_space, env.action_space)
+    agent = GatoAgent(model, spec, 1, text=text, prompt=_prompt(data, task.name, spec, model.cfg, text),
                       temperature=temperature, seed=seed, device=device)
     obs, _ = env.reset(seed=seed)
     frames, ret, steps = [env.render()], 0.0, 0
-    while steps < t.max_steps:
+    while steps < task.max_steps:
         obs, reward, term, trunc, _ = env.step(agent.act([obs])[0])
         ret, steps = ret + float(reward), steps + 1
         frames.append(env.render())
@@ -198,11 +213,9 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
     env.close()
     keep = np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int)
     images = [Image.fromarray(np.asarray(frames[i], np.uint8)) for i in keep]
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{t.name.replace('/', '-')}-seed{seed}.gif"
+    path = out / f"{task.name.replace('/', '-')}-seed{seed}.gif"
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.gif")
     images[0].save(tmp, save_all=True, append_images=images[1:], duration=40, loop=0)
     os.replace(tmp, path)
-    print(f"{t.name}: return {ret:.2f} in {steps} steps; video {path}")
-    return {"task": t.name, "return": ret, "steps": steps, "video": str(path)}
+    return {"task": task.name, "return": ret, "steps": steps, "video": str(path)}

@@ -72,6 +72,8 @@ def write_report(results: dict, out: Path) -> Path:
                      f"{_pct(t['normalized'])} | {succ} |")
     if "tasks" in plots:
         lines += ["", "![per-task scores](tasks.png)"]
+    if results.get("videos"):
+        lines += ["", "## Replays", ""] + [f"![{name}]({path})" for name, path in results["videos"].items()]
     md = "\n".join(lines) + "\n"
     _write(out / "report.md", md)
     _write(out / "report.html", _html(md))
