@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from gato.data.episode import TaskSpec
-from gato.data.layout import EpisodeLayout, Sequence
+from gato.data.layout import Sequence
 from gato.data.sampling import collate
 from gato.model import Gato, KVCache
 from gato.tokenization import spaces
@@ -34,8 +34,7 @@ class GatoAgent:
         cfg = model.cfg
         self.model, self.spec, self.n, self.text = model.eval(), spec, num_envs, text
         self.tm = cfg.token_map
-        self.layout = EpisodeLayout(spec, self.tm, text, cfg.max_local_positions)
-        self.ranges = spaces.token_ranges(spec.action_space, self.tm)  # also checks the action space
+        self.ranges = _check_action_space(spec, self.tm)
         self.context, self.keep = cfg.context, keep or cfg.context // 2
         if prompt is not None and len(prompt) + 1 > self.keep:
             raise ValueError(f"prompt of {len(prompt)} tokens does not fit the kept window of {self.keep}")
@@ -53,9 +52,10 @@ class GatoAgent:
             self.window_start = [0] * self.n
             self.cache: KVCache | None = None
             self.pending: list[list[Sequence]] = [[] for _ in range(self.n)]
+            self.steps = [0] * self.n
         for r in rows:
             start = [self.prompt] if self.prompt is not None else []
-            self.history[r], self.window_start[r] = [], 0
+            self.history[r], self.window_start[r], self.steps[r] = [], 0, 0
             self.pending[r] = start + [Sequence.special(self.tm.bos, Kind.BOS)]
             if self.cache is not None:
                 self.cache.valid[r] = False
@@ -76,7 +76,11 @@ class GatoAgent:
             raise ValueError(f"expected {self.n} observations, got {len(observations)}")
         for r, obs in enumerate(observations):
             o = spaces.encode(self.spec.observation_space, obs, self.tm, text=self.text,
-                              name=f"{self.spec.name}: observation of environment {r}")
+                              name=f"{self.spec.name}: observation of environment {r} at step {self.steps[r]}")
+            if len(o) > self.model.cfg.max_local_positions:
+                raise ValueError(f"{self.spec.name}: observations have {len(o)} tokens; the model's local "
+                                 f"position table holds {self.model.cfg.max_local_positions}")
+            self.steps[r] += 1
             self.pending[r] += [Sequence.from_tokens(o, local=True, loss=False),
                                 Sequence.special(self.tm.separator, Kind.SEPARATOR)]
         logits = self._feed([Sequence.concat(p) for p in self.pending])
@@ -142,3 +146,22 @@ class GatoAgent:
         batch = collate([w if w is not None else empty for w in windows], longest, self.tm).to(self.device)
         valid = batch.kinds != Kind.PAD
         _, self.cache = self.model(*batch.inputs(), use_cache=True, valid=valid)
+
+
+def _check_action_space(spec: TaskSpec, tm) -> list[tuple[int, int]]:
+    """Valid id ranges per action token; an error before any step if the token map cannot
+    express every action of the space (more than 1024 values per token, text actions)."""
+    try:
+        ranges = spaces.token_ranges(spec.action_space, tm)
+    except TypeError as e:
+        raise ValueError(f"{spec.name}: the agent cannot act in {spec.action_space}: {e}") from None
+    S = spaces.spaces
+    leaves = [spec.action_space]
+    while leaves:
+        sp = leaves.pop()
+        if isinstance(sp, (S.Dict, S.Tuple)):
+            leaves += list(sp.spaces.values()) if isinstance(sp, S.Dict) else list(sp.spaces)
+        elif isinstance(sp, (S.Discrete, S.MultiDiscrete)) and np.max(getattr(sp, "nvec", getattr(sp, "n", 0))) > tm.num_discrete:
+            raise ValueError(f"{spec.name}: action space {sp} has more than the token map's "
+                             f"{tm.num_discrete} discrete values per token")
+    return ranges

@@ -123,7 +123,14 @@ def test_nan_logits_raise_and_send_no_action():
 def test_observation_outside_its_space_names_the_environment():
     spec = TaskSpec("test/shape", spaces.Box(-1, 1, (2,), np.float32), spaces.Discrete(2))
     agent = GatoAgent(model(), spec, num_envs=2)
-    with pytest.raises(ValueError, match=r"test/shape: observation of environment 1: expected shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"test/shape: observation of environment 1 at step 0: expected shape \(2,\)"):
         agent.act([np.zeros(2, np.float32), np.zeros(3, np.float32)])
     with pytest.raises(ValueError, match="expected 2 observations"):
         agent.act([np.zeros(2, np.float32)])
+
+
+def test_action_spaces_the_token_map_cannot_express_fail_before_any_step():
+    obs = spaces.Box(-1, 1, (2,), np.float32)
+    for action_space, why in [(spaces.Discrete(2000), "more than"), (spaces.Text(5), "cannot act")]:
+        with pytest.raises(ValueError, match=why):
+            GatoAgent(model(), TaskSpec("test/big", obs, action_space))
