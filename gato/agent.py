@@ -122,9 +122,11 @@ class GatoAgent:
             self.history[r].append(s)
         batch = collate(seqs, longest, self.tm).to(self.device)
         valid = batch.kinds != Kind.PAD
-        logits, self.cache = self.model(*batch.inputs(), cache=self.cache, use_cache=True, valid=valid)
-        last = valid.long().sum(1) - 1
-        return logits[torch.arange(self.n, device=self.device), last]
+        last = torch.zeros_like(valid)
+        last[torch.arange(self.n, device=self.device), valid.long().sum(1) - 1] = True
+        logits, self.cache = self.model(*batch.inputs(), cache=self.cache, use_cache=True, valid=valid,
+                                        logits_at=last)  # only where the next token is chosen
+        return logits
 
     def _reencode(self, extra: int) -> None:
         """Keep each row's newest tokens (leaving room for `extra`) and recompute the cache."""
