@@ -1,4 +1,5 @@
-"""Gymnasium MuJoCo (v5): state observations, analytic and scripted experts, no learning.
+"""Gymnasium MuJoCo (v5): state observations; analytic and scripted experts, and linear
+locomotion experts trained by the ARS recipe in gato/experts/ars.py (weights committed).
 
 - InvertedPendulum, InvertedDoublePendulum: discrete-time LQR about the upright state. The
   linear model comes from central finite differences of one environment step (all its physics
@@ -219,6 +220,7 @@ for name, env_id, expert, kind, steps in [
 
 # ------------------------------------------------------------------ locomotion: trained (ARS)
 
-for name, env_id in [("hopper", "Hopper-v5")]:
+for name, env_id in [("hopper", "Hopper-v5"), ("halfcheetah", "HalfCheetah-v5"),
+                     ("walker2d", "Walker2d-v5")]:
     register(Task(f"mujoco/{name}", partial(_make, env_id), partial(ARSExpert, weights=f"{name}.npz"), "trained",
                   1000, description=f"Gymnasium {env_id}; linear ARS expert (gato/experts/weights/{name}.npz)"))

@@ -21,7 +21,7 @@ import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -145,8 +145,8 @@ def load_weights(path) -> tuple[LinearPolicy, dict]:
         raise FileNotFoundError(f"ARS weights file not found: {path}") from None
     except Exception as e:
         raise ValueError(f"ARS weights file {path} is not readable ({type(e).__name__}: {e})") from e
-    n_act, n_obs = policy.M.shape
-    if policy.mean.shape != (n_obs,) or policy.std.shape != (n_obs,):
+    n_obs = policy.M.shape[-1]
+    if policy.M.ndim != 2 or policy.mean.shape != (n_obs,) or policy.std.shape != (n_obs,):
         raise ValueError(f"ARS weights file {path}: M {policy.M.shape} does not match mean/std")
     meta["config"] = json.loads(meta["config"])
     return policy, meta
@@ -180,15 +180,16 @@ def train_ars(env_id: str, iterations: int, config: ARSConfig | None = None, see
             r = np.array([res[0] for res in results]).reshape(config.directions, 2)
             keep = np.argsort(-r.max(1), kind="stable")[:config.top]
             sigma = r[keep].std() or 1.0
-            M = M + config.step_size / (config.top * sigma) * np.einsum("k,kij->ij", r[keep, 0] - r[keep, 1], deltas[keep])
+            step = np.einsum("k,kij->ij", r[keep, 0] - r[keep, 1], deltas[keep])
+            M = M + config.step_size / (config.top * sigma) * step
             if it % config.eval_every == 0 or it == iterations:
                 policy = LinearPolicy(M.copy(), stat.mean.copy(), stat.std)
                 ret, _ = evaluate(env_id, policy, config, map_fn)
                 log(f"{env_id} it {it} steps {steps} {time.time() - start:.0f}s train {r.mean():.1f} eval {ret:.1f}")
                 if ret > best_meta["eval_return"]:
                     best = policy
-                    best_meta = dict(eval_return=ret, iterations=it, env_steps=steps, seed=seed,
-                                     seconds=round(time.time() - start, 1))
+                    best_meta = {"eval_return": ret, "iterations": it, "env_steps": steps, "seed": seed,
+                                 "seconds": round(time.time() - start, 1)}
                     if out is not None:
                         save_weights(out, best, env_id, config, **best_meta)
     finally:
