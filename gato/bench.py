@@ -48,6 +48,13 @@ class BareTransformer(nn.Module):
         return F.linear(self.ln_f(x), self.embed.weight)
 
 
+def _report(result: dict, json: bool, sentence: str) -> dict:
+    """Stamp a bench result with the date and machine; print it as JSON or as a sentence."""
+    result |= {"date": time.strftime("%Y-%m-%d"), "machine": machine_info()}
+    print(jsonlib.dumps(result) if json else sentence)
+    return result
+
+
 def _time(fn, device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -121,15 +128,10 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     result = {"bench": "train", "preset": preset, "device": str(dev), "batch_size": batch_size,
               "context": T, "tokens_per_s": round(g, 1), "baseline_tokens_per_s": round(b, 1),
               "ratio": round(g / b, 3), "baseline_same_targets_tokens_per_s": round(s, 1),
-              "ratio_same_targets": round(g / s, 3), "date": time.strftime("%Y-%m-%d"),
-              "machine": machine_info()}
-    if json:
-        print(jsonlib.dumps(result))
-    else:
-        print(f"{preset} on {dev}: Gato step {g:.0f} tokens/s; bare transformer {b:.0f} tokens/s "
-              f"(logits everywhere, ratio {g / b:.3f}), {s:.0f} tokens/s (logits at the same targets, "
-              f"ratio {g / s:.3f})")
-    return result
+              "ratio_same_targets": round(g / s, 3)}
+    return _report(result, json, f"{preset} on {dev}: Gato step {g:.0f} tokens/s; bare transformer {b:.0f} "
+                                 f"tokens/s (logits everywhere, ratio {g / b:.3f}), {s:.0f} tokens/s (logits at "
+                                 f"the same targets, ratio {g / s:.3f})")
 
 
 def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarlander", "babyai/GoToLocal",
@@ -187,15 +189,10 @@ def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarland
         b, rec = statistics.median(rates["bare"]), statistics.median(rates["recorded"])
         results[name] = {"bare_steps_per_s": round(b, 1), "recorded_steps_per_s": round(rec, 1),
                          "ratio": round(rec / b, 3)}
-    result = {"bench": "collect", "tasks": results, "min_ratio": min(v["ratio"] for v in results.values()),
-              "date": time.strftime("%Y-%m-%d"), "machine": machine_info()}
-    if json:
-        print(jsonlib.dumps(result))
-    else:
-        for name, v in results.items():
-            print(f"{name}: recording {v['recorded_steps_per_s']:.0f} steps/s, bare {v['bare_steps_per_s']:.0f} "
-                  f"steps/s, ratio {v['ratio']:.3f}")
-    return result
+    result = {"bench": "collect", "tasks": results, "min_ratio": min(v["ratio"] for v in results.values())}
+    return _report(result, json, "\n".join(
+        f"{name}: recording {v['recorded_steps_per_s']:.0f} steps/s, bare {v['bare_steps_per_s']:.0f} steps/s, "
+        f"ratio {v['ratio']:.3f}" for name, v in results.items()))
 
 
 def bench_act(preset: str = "gato-tiny", obs_dim: int = 39, act_dim: int = 4, actions: int = 24,
@@ -252,13 +249,9 @@ def bench_act(preset: str = "gato-tiny", obs_dim: int = 39, act_dim: int = 4, ac
     result = {"bench": "act", "preset": preset, "device": str(dev), "context": cfg.context,
               "obs_tokens": obs_dim, "action_tokens": act_dim, "actions_per_s": round(1 / c, 2),
               "latency_ms": round(1000 * c, 2), "recompute_actions_per_s": round(1 / r, 2),
-              "ratio": round(r / c, 2), "date": time.strftime("%Y-%m-%d"), "machine": machine_info()}
-    if json:
-        print(jsonlib.dumps(result))
-    else:
-        print(f"{preset} on {dev} at {cfg.context} tokens: {1 / c:.1f} actions/s with the KV cache, "
-              f"{1 / r:.1f} recomputing the window, ratio {r / c:.1f}")
-    return result
+              "ratio": round(r / c, 2)}
+    return _report(result, json, f"{preset} on {dev} at {cfg.context} tokens: {1 / c:.1f} actions/s with the "
+                                 f"KV cache, {1 / r:.1f} recomputing the window, ratio {r / c:.1f}")
 
 
 def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", envs: int = 16, steps: int = 40,
@@ -306,10 +299,6 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
     single, batched = rate(1), rate(envs)
     result = {"bench": "eval", "preset": preset, "task": task, "envs": envs,
               "steps_per_s": round(batched, 1), "single_env_steps_per_s": round(single, 1),
-              "ratio": round(batched / single, 2), "date": time.strftime("%Y-%m-%d"), "machine": machine_info()}
-    if json:
-        print(jsonlib.dumps(result))
-    else:
-        print(f"{preset} on {task}: {batched:.1f} steps/s with {envs} environments, {single:.1f} with one, "
-              f"ratio {batched / single:.1f}")
-    return result
+              "ratio": round(batched / single, 2)}
+    return _report(result, json, f"{preset} on {task}: {batched:.1f} steps/s with {envs} environments, "
+                                 f"{single:.1f} with one, ratio {batched / single:.1f}")
