@@ -89,19 +89,17 @@ class GatoAgent:
         for i, (lo, hi) in enumerate(self.ranges):
             chosen[:, i] = self._sample(logits, lo, hi)
             if i + 1 < len(self.ranges):
-                tok = [Sequence.from_tokens(spaces.Tokens.of([int(c)], Kind.DISCRETE_OBS),
-                                            kinds=as_action_kinds(np.array([self._kind(c)], np.uint8)))
-                       for c in chosen[:, i]]
-                logits = self._feed(tok)
+                logits = self._feed([self._action_token(c) for c in chosen[:, i]])
         for r in range(self.n):  # the last action token enters the cache with the next observation
-            last = spaces.Tokens.of([int(chosen[r, -1])], Kind.DISCRETE_OBS)
-            self.pending[r].append(Sequence.from_tokens(last, kinds=as_action_kinds(
-                np.array([self._kind(chosen[r, -1])], np.uint8))))
+            self.pending[r].append(self._action_token(chosen[r, -1]))
         return [spaces.decode(self.spec.action_space, chosen[r], self.tm, text=self.text) for r in range(self.n)]
 
-    def _kind(self, token_id: int) -> Kind:
+    def _action_token(self, token_id: int) -> Sequence:
+        """One sampled action token as a sequence position (kind from its id range)."""
         lo, hi = self.tm.continuous_range()
-        return Kind.CONTINUOUS_OBS if lo <= token_id < hi else Kind.DISCRETE_OBS
+        kind = Kind.CONTINUOUS_OBS if lo <= token_id < hi else Kind.DISCRETE_OBS
+        return Sequence.from_tokens(spaces.Tokens.of([int(token_id)], kind),
+                                    kinds=as_action_kinds(np.array([kind], np.uint8)))
 
     def _sample(self, logits: torch.Tensor, lo: int, hi: int) -> np.ndarray:
         z = logits[:, lo:hi].float()
