@@ -302,3 +302,40 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
               "ratio": round(batched / single, 2)}
     return _report(result, json, f"{preset} on {task}: {batched:.1f} steps/s with {envs} environments, "
                                  f"{single:.1f} with one, ratio {batched / single:.1f}")
+
+
+def bench_generate(preset: str = "gato-tiny", tokens: int = 512, rounds: int = 3, device: str = "auto",
+                   json: bool = False) -> dict:
+    """Text tokens/s generated with the KV cache vs recomputing the window for every token.
+
+    Args:
+        preset: model preset.
+        tokens: tokens generated per round (from a one-word prompt), so the window grows to this.
+        rounds: interleaved rounds per side; the median is reported.
+        device: auto, cpu or cuda.
+        json: print one JSON object.
+    """
+    import numpy as np
+
+    from gato.generation import generate, text_prompt
+    from gato.model import Gato
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    cfg = get_preset(preset)
+    if not 1 <= tokens < cfg.context:
+        raise ValueError(f"tokens must be in [1, {cfg.context}) for {preset}, got {tokens}")
+    torch.manual_seed(0)
+    model = Gato(cfg).to(dev).eval()
+    prompt = [text_prompt(np.array([7]), cfg.token_map)]
+    times = {"cached": [], "recompute": []}
+    for _ in range(rounds):
+        for side in times:
+            times[side].append(_time(lambda: generate(model, prompt, tokens, use_cache=side == "cached"), dev))
+    c, r = statistics.median(times["cached"]), statistics.median(times["recompute"])
+    result = {"bench": "generate", "preset": preset, "device": str(dev), "tokens": tokens,
+              "tokens_per_s": round(tokens / c, 1), "recompute_tokens_per_s": round(tokens / r, 1),
+              "ratio": round(r / c, 2)}
+    return _report(result, json, f"{preset} on {dev}, {tokens} tokens: {tokens / c:.0f} tokens/s with the KV "
+                                 f"cache, {tokens / r:.0f} recomputing, ratio {r / c:.1f}")

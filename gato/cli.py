@@ -26,6 +26,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "act"): ("gato.bench:bench_act", "actions/s with the KV cache vs recomputing the window"),
     ("bench", "eval"): ("gato.bench:bench_eval", "evaluation steps/s with N environments batched vs one"),
     ("bench", "collect"): ("gato.bench:bench_collect", "recording expert episodes vs bare env stepping"),
+    ("bench", "generate"): ("gato.bench:bench_generate", "text tokens/s with the KV cache vs recomputing"),
 }
 
 

@@ -1,0 +1,93 @@
+"""Text generation: the same weights that act also chat, caption and answer questions.
+
+Generation is the control loop with text in place of actions: the prompt (a document's start,
+or an image and a question) is encoded once into the KV cache, then one token per forward, each
+sampled among the text ids [0, V) only, so the model never emits an action or image token here.
+It stops at the tokenizer's EOS (every training text ends with one) or after `max_new_tokens`.
+Past the context, each row keeps its newest half and the cache is recomputed from it, as the
+agent does (gato/agent.py), so every logit is that of a fresh forward over the row's window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gato.data.layout import Sequence, document, image_text
+from gato.data.sampling import collate
+from gato.model import Gato
+from gato.tokenization.spaces import Tokens
+from gato.tokenization.vocab import Kind
+
+
+def text_prompt(ids: np.ndarray, tm) -> Sequence:
+    """[BOS] + text: the start of a document to continue."""
+    return document(ids, tm)
+
+
+def image_prompt(image: np.ndarray, ids: np.ndarray, tm) -> Sequence:
+    """[BOS] + image patches + text (empty for a caption, the question for VQA)."""
+    return image_text([(image, ids)], tm)
+
+
+@torch.no_grad()
+def generate(model: Gato, prompts: list[Sequence], max_new_tokens: int, *, eos_id: int | None = None,
+             temperature: float = 0.0, generator: torch.Generator | None = None,
+             use_cache: bool = True) -> list[np.ndarray]:
+    """Text ids generated after each prompt (EOS not included), all rows in one batch.
+
+    `use_cache=False` recomputes the whole window for every token: the baseline of
+    `gato bench generate` and the reference of the tests."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("generate needs at least one prompt, and no prompt may be empty")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    model.eval()
+    ctx, V = model.cfg.context, model.cfg.text_vocab
+    device = next(model.parameters()).device
+    seqs = [p.slice(max(0, len(p) - (ctx - 1)), len(p)) for p in prompts]  # room for one new token
+    out: list[list[int]] = [[] for _ in prompts]
+    done = np.zeros(len(prompts), bool)
+    logits, cache = _forward(model, seqs, device, use_cache)
+    for step in range(max_new_tokens):
+        tokens = _sample(logits[:, :V], temperature, generator)
+        for r, t in enumerate(tokens):
+            if not done[r]:
+                done[r] = t == eos_id
+                if not done[r]:
+                    out[r].append(int(t))
+        if done.all() or step == max_new_tokens - 1:
+            break
+        new = [Sequence.from_tokens(Tokens.of(np.array([t]), Kind.TEXT)) for t in tokens]
+        seqs = [Sequence.concat([s, n]) for s, n in zip(seqs, new)]
+        if not use_cache:
+            logits, _ = _forward(model, [s.slice(max(0, len(s) - ctx), len(s)) for s in seqs], device, False)
+        elif cache.length + 1 > ctx:  # slide: keep each row's newest half, recompute the cache
+            seqs = [s.slice(len(s) - ctx // 2, len(s)) for s in seqs]
+            logits, cache = _forward(model, seqs, device, True)
+        else:
+            ids = torch.as_tensor(tokens, device=device)[:, None]
+            logits, cache = model(ids, torch.full_like(ids, Kind.TEXT), torch.full_like(ids, -1),
+                                  cache=cache, use_cache=True)
+            logits = logits[:, -1]
+    return [np.asarray(o, np.int64) for o in out]
+
+
+def _forward(model: Gato, seqs: list[Sequence], device, use_cache: bool):
+    """Logits (B, vocab) after each row's last token, rows padded at the end; and the cache."""
+    longest = max(len(s) for s in seqs)
+    batch = collate(seqs, longest, model.cfg.token_map).to(device)
+    valid = batch.kinds != Kind.PAD
+    last = torch.zeros_like(valid)
+    last[torch.arange(len(seqs), device=device), valid.long().sum(1) - 1] = True
+    return model(*batch.inputs(), use_cache=use_cache, valid=valid, logits_at=last)
+
+
+def _sample(logits: torch.Tensor, temperature: float, generator) -> np.ndarray:
+    z = logits.float()
+    if not torch.isfinite(z).all():
+        raise FloatingPointError("the model produced non-finite logits")
+    if temperature <= 0:
+        return z.argmax(-1).cpu().numpy()
+    probs = torch.softmax(z / temperature, -1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0].cpu().numpy()
