@@ -55,6 +55,9 @@ PRESETS: dict[str, ARSConfig] = {
     "Walker2d-v5": ARSConfig(step_size=0.025, noise=0.01, directions=40, top=30, shift=1.0),
     "Ant-v5": ARSConfig(step_size=0.015, noise=0.025, directions=60, top=20, shift=1.0),
 }
+# Ant without the 78 external contact forces (mostly zeros; 27 observations instead of 105):
+# ARS learns faster on fewer inputs and a Gato timestep stays short. The registered task matches.
+ENV_KWARGS: dict[str, dict] = {"Ant-v5": {"include_cfrc_ext_in_observation": False}}
 EVAL_SEED = 1_000_000  # evaluation episode k resets with EVAL_SEED + k
 
 
@@ -113,7 +116,7 @@ _ENVS: dict[str, gym.Env] = {}  # one environment per env id and process (no wra
 def _rollout_job(job):
     env_id, policy, horizon, shift, seed = job
     if env_id not in _ENVS:
-        _ENVS[env_id] = gym.make(env_id).unwrapped
+        _ENVS[env_id] = gym.make(env_id, **ENV_KWARGS.get(env_id, {})).unwrapped
     return rollout(_ENVS[env_id], policy, horizon, shift, seed)
 
 
@@ -158,7 +161,7 @@ def train_ars(env_id: str, iterations: int, config: ARSConfig | None = None, see
 
     `config` defaults to the env's preset (PRESETS). With `out`, every new best is saved there."""
     config = config or PRESETS.get(env_id, ARSConfig())
-    env = gym.make(env_id)
+    env = gym.make(env_id, **ENV_KWARGS.get(env_id, {}))
     n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
     env.close()
     rng = np.random.default_rng(seed)
