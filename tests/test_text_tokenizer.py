@@ -153,3 +153,10 @@ def test_tokenizer_train_command(tmp_path, capsys, corpus):
     latin1.write_bytes("café".encode("latin-1"))
     with pytest.raises(ValueError, match="latin1.txt"):
         tokenizer_train(out, 400, [docs[0], latin1])
+
+
+def test_eos_is_appended_only_when_asked():
+    tok = TextTokenizer.default()
+    plain, ended = tok.encode("a caption"), tok.encode("a caption", eos=True)
+    assert list(ended) == list(plain) + [tok.eos_id] and tok.eos_id not in plain
+    assert tok.decode(ended) == "a caption"

@@ -75,7 +75,7 @@ def sources(tm: TokenMap, text, seed: int = 0, episodes_per_task: int = 16,
     control = [ControlSource(t, episodes(t, episodes_per_task, seed + i), tm, text,
                              prompt_tokens=prompt_tokens, max_local_positions=max_local_positions)
                for i, t in enumerate((MAX_TASK, TRACK_TASK, SQUARE_TASK))]
-    docs = [text.encode(d) for d in build_default_corpus()[:200]]
-    pairs = [(img, text.encode(c)) for img, c in captions(200, seed)]
+    docs = [text.encode(d, eos=True) for d in build_default_corpus()[:200]]
+    pairs = [(img, text.encode(c, eos=True)) for img, c in captions(200, seed)]
     return control + [DocumentSource("text/stdlib", docs, tm),
                       ImageTextSource("caption/squares", pairs, tm)]

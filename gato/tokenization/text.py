@@ -152,8 +152,9 @@ class TextTokenizer:
         model = (importlib.resources.files("gato") / "assets" / "text-4k.model").read_bytes()
         return cls(model, "default:text-4k")
 
-    def encode(self, text: str) -> np.ndarray:
-        """Ids of `text` (no EOS appended). Literal U+2581 goes as bytes so it survives decoding."""
+    def encode(self, text: str, eos: bool = False) -> np.ndarray:
+        """Ids of `text`, then EOS if `eos` (training texts end with it, so generation can stop).
+        Literal U+2581 goes as bytes so it survives decoding."""
         if isinstance(text, (bytes, bytearray)):
             raise TypeError("encode takes str; decode bytes (e.g. text.decode('utf-8')) first")
         if not isinstance(text, str):
@@ -162,7 +163,7 @@ class TextTokenizer:
         ids = self._sp.encode(parts[0])
         for part in parts[1:]:
             ids += self._meta_ids + self._sp.encode(part)
-        return np.asarray(ids, dtype=np.int32)
+        return np.asarray(ids + [self.eos_id] if eos else ids, dtype=np.int32)
 
     def decode(self, ids: Iterable[int] | np.ndarray) -> str:
         """Text of 1-D ids (EOS decodes to ""); ValueError names an id outside [0, vocab_size)."""
