@@ -65,7 +65,7 @@ def collect(targets: Positional[tuple[str, ...]], episodes: int = 100, test_epis
         test_episodes: held-out episodes per task (-1: a tenth of `episodes`, at least 1).
         workers: parallel processes.
         out: dataset root folder.
-        seed: first reset seed of the training split.
+        seed: first reset seed of the training split (vision-language sets: their generation seed).
         shard_episodes: episodes per Parquet shard (a kill loses at most one shard per task).
         progress: show a progress bar.
         vl_limit: at most this many items per vision-language or text set (0: the whole set).
