@@ -1,5 +1,8 @@
 """`gato collect`: record expert episodes into Parquet datasets, in parallel, resumable.
 
+Targets named vl, vl/<set> or text build the vision-language and text sets instead
+(gato.data.vision_language); those are resumable too: a finished set is skipped.
+
 Each episode is identified by its reset seed (train: seed, seed+1, ...; test: a disjoint
 range). A run that is killed loses at most the shards in flight; run again, it skips the seeds
 already on disk. An expert that crashes on an episode costs that episode only: it is counted
@@ -50,27 +53,43 @@ def _versions() -> dict[str, str]:
 
 
 def collect(targets: Positional[tuple[str, ...]], episodes: int = 100, test_episodes: int = -1, workers: int = 1,
-            out: Path = Path("data"), seed: int = 0, shard_episodes: int = 16, progress: bool = True) -> dict:
-    """Record expert episodes of tasks (or whole domains) into OUT/<domain>/<task>/{train,test}.
+            out: Path = Path("data"), seed: int = 0, shard_episodes: int = 16, progress: bool = True,
+            vl_limit: int = 0) -> dict:
+    """Record expert episodes of tasks (or whole domains) into OUT/<domain>/<task>/{train,test};
+    build vision-language and text sets into OUT/vl/<name>/ and OUT/text/corpus/.
 
     Args:
-        targets: task names (e.g. control/cartpole) and/or domains (e.g. babyai).
+        targets: task names (e.g. control/cartpole), domains (e.g. babyai), vision-language sets
+            (vl for all, or vl/scenes, vl/scenes-vqa, vl/openmoji, vl/digits, vl/babyai) and/or text.
         episodes: training episodes per task.
         test_episodes: held-out episodes per task (-1: a tenth of `episodes`, at least 1).
         workers: parallel processes.
         out: dataset root folder.
-        seed: first reset seed of the training split.
+        seed: first reset seed of the training split (vision-language sets: their generation seed).
         shard_episodes: episodes per Parquet shard (a kill loses at most one shard per task).
         progress: show a progress bar.
+        vl_limit: at most this many items per vision-language or text set (0: the whole set).
     """
+    from gato.data.vision_language import collect_sets, is_set_target
+
+    if not targets:
+        raise ValueError("name at least one task, domain or data set to collect (see `gato tasks`)")
+    sets = [t for t in targets if is_set_target(t)]
+    result = {"sets": collect_sets(sets, out, vl_limit, seed)} if sets else {}
+    control = [t for t in targets if not is_set_target(t)]
+    if control:
+        result |= _collect_control(control, episodes, test_episodes, workers, out, seed, shard_episodes, progress)
+    return result | {"out": str(out)}
+
+
+def _collect_control(targets: list[str], episodes: int, test_episodes: int, workers: int, out: Path, seed: int,
+                     shard_episodes: int, progress: bool) -> dict:
     from gato.data.storage import DatasetWriter
     from gato.data.episode import TaskSpec
     from gato.envs import resolve
     from gato.envs.rollout import parallel_map
 
-    if not targets:
-        raise ValueError("name at least one task or domain to collect (see `gato tasks`)")
-    tasks = resolve(list(targets))
+    tasks = resolve(targets)
     n_test = max(1, episodes // 10) if test_episodes < 0 else test_episodes
     plan = {"train": [seed + i for i in range(episodes)],
             "test": [TEST_SEED_OFFSET + seed + i for i in range(n_test)]}
@@ -104,4 +123,4 @@ def collect(targets: Positional[tuple[str, ...]], episodes: int = 100, test_epis
     for name, counts in summary.items():
         extra = f", {failures[name]} failed" if name in failures else ""
         print(f"{name:<40} train {counts['train']:>5}  test {counts['test']:>4}{extra}")
-    return {"episodes": summary, "failures": failures, "out": str(out)}
+    return {"episodes": summary, "failures": failures}

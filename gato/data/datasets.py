@@ -13,15 +13,18 @@ import numpy as np
 
 from gato.data.sampling import ControlSource
 from gato.data.storage import TaskDataset, filter_by_return
+from gato.data.vl_formats import read_json
 from gato.tokenization.vocab import TokenMap
 
 
 def find_tasks(root: Path) -> list[str]:
-    """Task names of every `<root>/<domain>/<task>/card.json`, sorted."""
+    """Task names of every `<root>/<domain>/<task>/card.json`, sorted; vision-language and text sets
+    (cards with a "kind") are not tasks."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"dataset folder {root} does not exist (make one with `gato collect`)")
-    return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in root.glob("*/*/card.json"))
+    return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in root.glob("*/*/card.json")
+                  if "kind" not in read_json(p))
 
 
 def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = (), threshold: float = 0.8,
