@@ -457,10 +457,10 @@ def vl_sources(root: Path, tm: TokenMap, text, *, names: tuple[str, ...] = (), s
             lost = f", {len(got.missing)} skipped for missing images" if got.missing else ""
             print(f"{name}: {len(got.records)} {kind} records ({split}){lost}")
         if kind == "text":
-            out.append(DocumentSource(name, [text.encode(d) for d in got.records], tm))
+            out.append(DocumentSource(name, [text.encode(d, eos=True) for d in got.records], tm))
             continue
         pairs = [(r.image, text.encode(r.text if kind == "captions" else
-                                       vqa_text(r.question, most_common(r.answers))))
+                                       vqa_text(r.question, most_common(r.answers)), eos=True))
                  for r in got.records if kind == "captions" or r.answers]  # unanswered: nothing to learn
         out.append(ImageTextSource(name, pairs, tm))
     return out

@@ -44,6 +44,8 @@ class TrainConfig:
     prompt_prob: float = 0.25
     prompt_tokens: int = 0  # 0: a quarter of the context
     tokenizer: str = ""  # SentencePiece model file; "": the committed default
+    vl_sets: tuple[str, ...] = ()  # vision-language and text sets of the dataset folder (empty: all there)
+    vl_weight: float = 0.15  # share of rows drawn from them (paper: about 15%); the rest is control
     log_every: int = 10
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
@@ -68,12 +70,29 @@ def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer,
         for s in srcs:
             if hasattr(s, "prompt_prob"):
                 s.prompt_prob = cfg.prompt_prob
-    else:
-        from gato.data.datasets import control_sources
-        srcs = control_sources(Path(cfg.data), tm, text, tasks=cfg.tasks, threshold=cfg.min_return,
-                               prompt_tokens=prompt_tokens, prompt_prob=cfg.prompt_prob,
-                               max_local_positions=model_cfg.max_local_positions)
-    return Mixture(srcs, tm, seed=cfg.seed)
+        return Mixture(srcs, tm, seed=cfg.seed)
+    from gato.data.datasets import control_sources, find_tasks
+    from gato.data.vision_language import find_sets, vl_sources
+
+    root = Path(cfg.data)
+    control = control_sources(root, tm, text, tasks=cfg.tasks, threshold=cfg.min_return,
+                              prompt_tokens=prompt_tokens, prompt_prob=cfg.prompt_prob,
+                              max_local_positions=model_cfg.max_local_positions) \
+        if cfg.tasks or find_tasks(root) else []
+    vl = vl_sources(root, tm, text, names=cfg.vl_sets) if cfg.vl_sets or find_sets(root) else []
+    if not control and not vl:
+        raise ValueError(f"no task datasets or vision-language sets under {root} (make them with `gato collect`)")
+    return Mixture(control + vl, tm, weights=mixture_weights(len(control), len(vl), cfg.vl_weight), seed=cfg.seed)
+
+
+def mixture_weights(n_control: int, n_vl: int, vl_weight: float) -> list[float]:
+    """Control sources share 1 - vl_weight equally, vision-language sources vl_weight (all of it
+    goes to whichever kind is the only one present)."""
+    if not 0 <= vl_weight <= 1:
+        raise ValueError(f"vl_weight must be in [0, 1], got {vl_weight}")
+    if not n_control or not n_vl:
+        return [1.0] * (n_control + n_vl)
+    return [(1 - vl_weight) / n_control] * n_control + [vl_weight / n_vl] * n_vl
 
 
 class Trainer:
@@ -231,7 +250,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
           context: int | None = None, seed: int | None = None, data: str | None = None,
           warmup: int | None = None, log_every: int | None = None, checkpoint_every: int | None = None,
-          tokenizer: str | None = None, tasks: tuple[str, ...] | None = None, resume: bool = False, device: str = "auto", max_minutes: float | None = None,
+          tokenizer: str | None = None, tasks: tuple[str, ...] | None = None,
+          vl_sets: tuple[str, ...] | None = None, vl_weight: float | None = None, resume: bool = False, device: str = "auto", max_minutes: float | None = None,
           progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
 
@@ -246,6 +266,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         seed: seed of weights and data order.
         data: "synthetic" (generated toy tasks, text and captions) or a dataset folder from `gato collect`.
         tasks: tasks of the dataset folder to train on (default: all).
+        vl_sets: vision-language and text sets of the dataset folder (default: all; `gato collect vl text`).
+        vl_weight: share of each batch drawn from those sets (paper: about 0.15).
         warmup: linear warm-up steps.
         log_every: steps between log lines (progress bar, TensorBoard).
         checkpoint_every: steps between checkpoints.
@@ -260,7 +282,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
     overrides = {k: v for k, v in dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr,
                                        context=context, seed=seed, data=data, warmup=warmup,
                                        log_every=log_every, checkpoint_every=checkpoint_every,
-                                       tokenizer=tokenizer, tasks=tasks).items()
+                                       tokenizer=tokenizer, tasks=tasks, vl_sets=vl_sets,
+                                       vl_weight=vl_weight).items()
                  if v is not None}
     cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
     get_preset(cfg.preset)  # clear error for an unknown preset before any work
