@@ -13,7 +13,7 @@ from PIL import Image
 from gato.data import vision_language as vl
 from gato.data.collect import collect
 from gato.data.datasets import find_tasks
-from gato.data.vision_language import QA, Caption, vqa_prompt, vqa_text
+from gato.data.vision_language import QA, Caption, vqa_ids, vqa_prompt
 from gato.data.vl_formats import (read_coco, read_documents, read_vqa, write_coco, write_jsonl, write_vqa)
 from gato.tokenization.text import TextTokenizer, tokenizer_train
 from gato.tokenization.vocab import Kind, TokenMap
@@ -33,9 +33,11 @@ def tm(text):
     return TokenMap(text_vocab=text.vocab_size)
 
 
-def test_vqa_text_format_is_the_prompt_then_the_answer():
-    assert vqa_prompt("What colour is it?") == "Q: What colour is it? A:"
-    assert vqa_text(" What colour is it? ", "red ") == "Q: What colour is it? A: red"
+def test_vqa_text_format_is_the_prompt_then_the_answer(text):
+    assert vqa_prompt(" What colour is it? ") == "Q: What colour is it? A:"
+    ids, n = vqa_ids(text, " What colour is it? ", "red ")
+    assert list(ids[:n]) == list(text.encode("Q: What colour is it? A:"))  # as `gato vqa` prompts
+    assert ids[-1] == text.eos_id and text.decode(ids) == "Q: What colour is it? A: red"
     assert vl.most_common(["two", "2", "2", "two", "2"]) == "2"
 
 
@@ -297,13 +299,17 @@ def test_sources_yield_well_formed_sequences(sets_root, tm, text):
     sources = {s.name: s for s in vl.vl_sources(sets_root, tm, text, verbose=False)}
     assert sorted(sources) == ["text/tiny", "vl/digits", "vl/scenes", "vl/scenes-vqa"]
     captions = {r.text for r in vl.load_set(sets_root, "vl/scenes").records}
-    answers = {vqa_text(q.question, q.answers[0]) for q in vl.load_set(sets_root, "vl/scenes-vqa").records}
+    answers = {f"{vqa_prompt(q.question)} {q.answers[0]}" for q in vl.load_set(sets_root, "vl/scenes-vqa").records}
     rng = np.random.default_rng(0)
     for name, src in sources.items():
         seq = src.sample(rng, 600)
         assert len(seq) == 600
         assert set(np.unique(seq.kinds)) <= {Kind.BOS, Kind.TEXT, Kind.IMAGE}
-        assert np.array_equal(seq.loss_mask, seq.kinds == Kind.TEXT)  # loss only on text
+        if name == "vl/scenes-vqa":  # loss only on the answers: some text, never an image
+            assert 0 < seq.loss_mask.sum() < (seq.kinds == Kind.TEXT).sum()
+            assert not (seq.loss_mask & (seq.kinds != Kind.TEXT)).any()
+        else:
+            assert np.array_equal(seq.loss_mask, seq.kinds == Kind.TEXT)  # loss on all text
         assert (seq.kinds == Kind.IMAGE).sum() == len(seq.patches) == len(seq.patch_pos)
         assert np.array_equal(seq.ids[seq.kinds == Kind.IMAGE], np.arange(len(seq.patches)))
         runs = _runs(seq)[1:-1]  # whole runs: the window may cut the first and last

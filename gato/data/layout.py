@@ -145,17 +145,22 @@ def _text_ids(ids, tm: TokenMap, what: str) -> np.ndarray:
     return ids
 
 
-def image_text(pairs: list[tuple[np.ndarray, np.ndarray]], tm: TokenMap) -> Sequence:
-    """An image-text example: [BOS] + (image patches, text)* ; the text is the target."""
+def image_text(pairs: list[tuple], tm: TokenMap) -> Sequence:
+    """An image-text example: [BOS] + (image patches, text)* ; the text is the target.
+
+    A pair is (image, text ids) or (image, text ids, n): then the first n ids (a VQA question)
+    are conditioning, like the image, and only the rest (the answer) is a target."""
     parts = [Sequence.special(tm.bos, Kind.BOS)]
-    for k, (image, ids) in enumerate(pairs):
+    for k, (image, ids, *given) in enumerate(pairs):
         ids = _text_ids(ids, tm, f"image-text pair {k}")
+        n = given[0] if given else 0
         patches = images.patchify(image)
         rows, cols = images.grid_shape(*np.asarray(image).shape[:2])
         tok = Tokens(np.full(len(patches), -1, np.int64), np.full(len(patches), Kind.IMAGE, np.uint8),
                      patches, images.patch_positions(rows, cols))
         parts += [Sequence.from_tokens(tok, loss=False),
-                  Sequence.from_tokens(Tokens.of(ids, Kind.TEXT), loss=True)]
+                  Sequence.from_tokens(Tokens.of(ids[:n], Kind.TEXT), loss=False),
+                  Sequence.from_tokens(Tokens.of(ids[n:], Kind.TEXT), loss=True)]
     return Sequence.concat(parts)
 
 

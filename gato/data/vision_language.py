@@ -43,7 +43,7 @@ from gato.data.vl_formats import (ANSWERS_PER_QUESTION, QA, Caption, Read, most_
                                   write_vqa)
 from gato.tokenization.vocab import TokenMap
 
-__all__ = ["Caption", "QA", "vqa_prompt", "vqa_text", "most_common", "vl_sources", "load_set", "import_set"]
+__all__ = ["Caption", "QA", "vqa_prompt", "vqa_ids", "most_common", "vl_sources", "load_set", "import_set"]
 
 FORMAT_VERSION = 1
 KINDS = {"captions": "coco", "vqa": "vqav2", "text": "jsonl"}  # card kind -> file format
@@ -56,9 +56,11 @@ def vqa_prompt(question: str) -> str:
     return f"Q: {question.strip()} A:"
 
 
-def vqa_text(question: str, answer: str) -> str:
-    """A question and its answer as one training text."""
-    return f"{vqa_prompt(question)} {answer.strip()}"
+def vqa_ids(text, question: str, answer: str) -> tuple[np.ndarray, int]:
+    """Text ids of a question and its answer (then EOS), and how many of them are the question:
+    the prompt is encoded on its own, exactly as `gato vqa` encodes it before generating."""
+    q = text.encode(vqa_prompt(question))
+    return np.concatenate([q, text.encode(f" {answer.strip()}", eos=True)]), len(q)
 
 
 def split_of(key: str, test_fraction: float = TEST_FRACTION) -> str:
@@ -445,7 +447,7 @@ def load_set(root: Path, name: str, split: str = "train", image_size: int | None
 def vl_sources(root: Path, tm: TokenMap, text, *, names: tuple[str, ...] = (), split: str = "train",
                image_size: int | None = None, verbose: bool = True) -> list:
     """Training sources of the sets under root (all, or `names`): DocumentSource for text sets,
-    ImageTextSource for captions and VQA (text: vqa_text of the question and its most common answer)."""
+    ImageTextSource for captions and VQA (the question conditions; its most common answer is the target)."""
     names = tuple(names) or tuple(find_sets(root))
     if not names:
         raise ValueError(f"no vision-language or text sets under {root} (make them with `gato collect vl text`)")
@@ -459,8 +461,10 @@ def vl_sources(root: Path, tm: TokenMap, text, *, names: tuple[str, ...] = (), s
         if kind == "text":
             out.append(DocumentSource(name, [text.encode(d, eos=True) for d in got.records], tm))
             continue
-        pairs = [(r.image, text.encode(r.text if kind == "captions" else
-                                       vqa_text(r.question, most_common(r.answers)), eos=True))
-                 for r in got.records if kind == "captions" or r.answers]  # unanswered: nothing to learn
+        if kind == "captions":
+            pairs = [(r.image, text.encode(r.text, eos=True)) for r in got.records]
+        else:  # the question conditions, the answer is the target; encoded apart, as generation sees them
+            pairs = [(r.image, *vqa_ids(text, r.question, most_common(r.answers)))
+                     for r in got.records if r.answers]  # unanswered: nothing to learn
         out.append(ImageTextSource(name, pairs, tm))
     return out

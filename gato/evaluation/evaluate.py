@@ -93,7 +93,8 @@ def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=N
 
 def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",), episodes: int = 50, envs: int = 16,
              out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
-             seed: int = 100_000, device: str = "cpu", videos: int = 3) -> dict:
+             seed: int = 100_000, device: str = "cpu", videos: int = 3, vl: bool = True,
+             vl_examples: int = 200) -> dict:
     """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
 
     Args:
@@ -107,13 +108,15 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         seed: first reset seed (disjoint from collection and reference-score seeds).
         device: cpu or cuda.
         videos: replay videos (GIF) recorded for this many tasks and linked in the report.
+        vl: also score the vision-language and text sets of DATA (perplexity, BLEU-4, CIDEr, VQA).
+        vl_examples: held-out examples scored per set and split (0: all).
     """
     from gato.envs import resolve
     from gato.envs.scores import load_scores
 
     model, meta, text = _load(checkpoint, device)
     ref = load_scores()
-    chosen = resolve(list(tasks))
+    chosen = resolve(list(tasks)) if tasks else []
     per_task, t0 = {}, time.perf_counter()
     for task in chosen:
         probe = task.make()
@@ -138,6 +141,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         v = record_video(model, text, task, Path(out) / "videos", seed=seed, data=data, temperature=temperature,
                          device=device)
         results["videos"][task.name] = str(Path(v["video"]).relative_to(Path(out)))
+    results["vision_language"] = _vision_language(model, text, data, vl_examples, seed) if vl and data else {}
     results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
                    episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1))
     out = Path(out)
@@ -153,6 +157,26 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
     report = write_report(results, out)
     print(f"results in {out / 'results.json'}, report in {report} and {report.with_suffix('.html')}")
     return results
+
+
+def _vision_language(model, text, data: Path, examples: int, seed: int) -> dict:
+    from gato.data.vision_language import find_sets
+    from gato.evaluation.vision_language import evaluate_vl
+
+    if not find_sets(data):
+        return {}
+    out = evaluate_vl(model, text, data, max_examples=examples, seed=seed)
+    for name, r in out.items():
+        if r["kind"] == "text":
+            print(f"{name:<40} perplexity {r['perplexity']:.1f} ({r['tokens']} tokens)")
+        elif r["kind"] == "captions":
+            print(f"{name:<40} BLEU-4 {r['bleu4']:.3f} (chance {r['chance_bleu4']:.3f})  "
+                  f"CIDEr {r['cider']:.3f} (chance {r['chance_cider']:.3f})")
+        else:
+            for split, v in r["splits"].items():
+                print(f"{name + ' ' + split:<40} VQA accuracy {100 * v['accuracy']:.1f}% "
+                      f"(prior {100 * v['prior_accuracy']:.1f}%)")
+    return out
 
 
 def _aggregate(per_task: dict) -> dict:

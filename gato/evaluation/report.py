@@ -72,12 +72,40 @@ def write_report(results: dict, out: Path) -> Path:
                      f"{_pct(t['normalized'])} | {succ} |")
     if "tasks" in plots:
         lines += ["", "![per-task scores](tasks.png)"]
+    lines += _vision_language(results.get("vision_language") or {})
     if results.get("videos"):
         lines += ["", "## Replays", ""] + [f"![{name}]({path})" for name, path in results["videos"].items()]
     md = "\n".join(lines) + "\n"
     _write(out / "report.md", md)
     _write(out / "report.html", _html(md))
     return out / "report.md"
+
+
+def _vision_language(vl: dict) -> list[str]:
+    """Held-out text, caption and VQA scores beside their chance levels."""
+    if not vl:
+        return []
+    lines = ["", "## Vision and language", "", "| set | split | metric | score | chance |", "|---|---|---|---|---|"]
+    for name, r in sorted(vl.items()):
+        if r["kind"] == "text":
+            lines.append(f"| {name} | test | perplexity ({r['tokens']} tokens) | {r['perplexity']:.1f} | - |")
+        elif r["kind"] == "captions":
+            lines += [f"| {name} | test | BLEU-4 ({r['images']} images) | {r['bleu4']:.3f} | {r['chance_bleu4']:.3f} |",
+                      f"| {name} | test | CIDEr-D | {r['cider']:.3f} | {r['chance_cider']:.3f} |"]
+        else:
+            for split, v in r["splits"].items():
+                lines.append(f"| {name} | {split} | VQA accuracy ({v['questions']} questions) | "
+                             f"{_pct(v['accuracy'])} | {_pct(v['prior_accuracy'])} |")
+                lines += [f"| {name} | {split} | {t} | {_pct(a)} | {_pct(v['prior_by_type'].get(t))} |"
+                          for t, a in v["by_type"].items()]
+    lines += ["", "Chance: captions of random training images (BLEU-4, CIDEr-D); the most common training "
+              "answer of each question type (VQA)."]
+    for name, r in sorted(vl.items()):
+        ex = r.get("examples") or next(iter(r.get("splits", {}).values()), {}).get("examples")
+        if ex:
+            lines += ["", f"Examples from {name}:", ""] + [f"- {' / '.join(f'{k}: {v}' for k, v in e.items())}"
+                                                         for e in ex[:3]]
+    return lines
 
 
 def _html(md: str) -> str:
