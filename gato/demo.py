@@ -1,38 +1,123 @@
-"""`gato demo`: the smallest honest end-to-end run until the full demo lands.
+"""`gato demo` (`make demo`): the whole idea end to end on one CPU in about half an hour.
 
-Builds sequences from generated episodes, text and captioned images, shows one, trains
-gato-tiny for about a minute and prints the loss going down.
+Three stages, each resumable, each skipped when a previous run finished it:
+1. collect expert episodes of a suite of control tasks from six domains, the caption/VQA sets
+   and the text corpus (`gato collect`);
+2. train gato-tiny on that mixture (`gato train`, 85% control, 15% vision and language);
+3. evaluate it (`gato eval`): normalised scores per task and domain, VL metrics, report.
+A domain whose simulator is not installed is skipped with a message. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+# Quick to collect, short timesteps, experts far above random; six domains.
+SUITE = (
+    "control/cartpole", "control/mountaincar", "control/acrobot", "control/pendulum",
+    "control/mountaincar-continuous", "box2d/lunarlander",
+    "dmc/cartpole-balance", "dmc/cartpole-swingup", "dmc/point_mass-easy", "dmc/reacher-easy",
+    "dmc/pendulum-swingup", "dmc/ball_in_cup-catch",
+    "mujoco/inverted-pendulum", "mujoco/inverted-double-pendulum", "mujoco/reacher", "mujoco/hopper",
+    "babyai/GoToRedBallNoDists", "babyai/GoToRedBall", "babyai/GoToObj", "babyai/GoToLocal",
+    "metaworld/reach", "metaworld/button-press-topdown",
+)
+VL_SETS = ("vl", "text")
 
-def demo(out: Path = Path("runs/demo"), minutes: float = 1.0, context: int = 256, batch_size: int = 8) -> dict:
-    """Train gato-tiny on generated data for about a minute and print the loss going down.
+
+def available(tasks: tuple[str, ...]) -> list[str]:
+    """The tasks whose simulator is installed; says which domains are skipped and why."""
+    from gato.envs import get_task
+    from gato.envs.registry import SKIPPED
+
+    out, skipped = [], set()
+    for name in tasks:
+        try:
+            get_task(name)
+            out.append(name)
+        except ValueError as e:
+            domain = name.split("/")[0]
+            if domain in SKIPPED:
+                if domain not in skipped:
+                    print(f"skipping domain {domain}: {SKIPPED[domain]}")
+                skipped.add(domain)
+            else:
+                raise ValueError(f"demo suite: {e}") from None
+    return out
+
+
+def demo(out: Path = Path("runs/demo"), tasks: tuple[str, ...] = SUITE, episodes: int = 20, steps: int = 3000,
+         train_minutes: float = 15.0, batch_size: int = 16, context: int = 512, eval_episodes: int = 10,
+         vl_limit: int = 0, vl_examples: int = 100, workers: int = 2, videos: int = 2) -> dict:
+    """Collect a suite, train gato-tiny on it with vision and language, evaluate it and write the
+    report; run again after an interruption and finished stages are reused.
 
     Args:
-        out: parent folder of the run (a new timestamped run folder is made inside).
-        minutes: training time.
-        context: tokens per sequence (short, so a CPU makes many steps in a minute).
+        out: demo folder: data/, model/ (checkpoints), eval/ (results.json, report.md/.html).
+        tasks: control tasks of the suite (a missing simulator skips its domain).
+        episodes: expert episodes collected per task.
+        steps: training steps (the run also stops after `train_minutes`, resumably).
+        train_minutes: training time limit of this run.
         batch_size: sequences per step.
+        context: tokens per sequence.
+        eval_episodes: evaluation episodes per task (also the number of environments in lock step).
+        vl_limit: items per vision-language set (0: all).
+        vl_examples: held-out examples scored per vision-language set.
+        workers: collection processes.
+        videos: replay GIFs in the report.
     """
-    from gato.inspection import inspect
+    from gato.data.collect import collect
+    from gato.evaluation.evaluate import evaluate
+    from gato.training import checkpoint as ckpt
     from gato.training.trainer import train
 
-    print("== one training sequence, as the model sees it (first 24 positions) ==")
-    inspect(source="toy/find-square", count=24, context=context)
-    run = Path(out) / time.strftime("%Y%m%d-%H%M%S")
-    print(f"\n== training gato-tiny for {minutes:g} minute(s) ==")
-    result = train(out=run, recipe="tiny", steps=100_000, warmup=20, batch_size=batch_size, context=context,
-                   max_minutes=minutes, log_every=5)
-    hist = result["history"]
-    for rec in hist:
-        groups = "  ".join(f"{k[5:]} {v:.3f}" for k, v in rec.items() if k.startswith("loss_"))
-        print(f"step {rec['step']:>5}  loss {rec['loss']:.3f}  ({groups})  {rec['tokens_per_s']:.0f} tokens/s")
-    if len(hist) >= 2:
-        print(f"\nloss fell from {hist[0]['loss']:.3f} to {hist[-1]['loss']:.3f} in {result['step']} steps; "
-              f"checkpoint and TensorBoard logs in {run}")
-    return result
+    out = Path(out)
+    data, model, report = out / "data", out / "model", out / "eval"
+    t0 = time.perf_counter()
+    suite = available(tuple(tasks))
+    print(f"== 1/3 collect: {len(suite)} control tasks, caption/VQA sets and text -> {data}")
+    collect(tuple(suite) + VL_SETS, episodes=episodes, workers=workers, out=data, vl_limit=vl_limit)
+
+    latest = ckpt.latest_checkpoint(model) if model.exists() else None
+    step = ckpt.load_meta(latest)["step"] if latest else 0
+    print(f"\n== 2/3 train gato-tiny -> {model}" + (f" (resuming at step {step})" if step else ""))
+    if step < steps:
+        train(out=model, recipe="tiny", steps=steps, batch_size=batch_size, context=context, data=str(data),
+              warmup=min(200, steps // 10), checkpoint_every=max(50, steps // 20), resume=latest is not None,
+              max_minutes=train_minutes)
+        latest = ckpt.latest_checkpoint(model)
+        if ckpt.load_meta(latest)["step"] < steps:
+            print(f"\ntraining stopped after {train_minutes:g} minutes at {latest.name}; run the demo again to "
+                  "continue (finished stages are reused)")
+            return {"stage": "train", "checkpoint": str(latest)}
+
+    results_file = report / "results.json"
+    if results_file.exists() and json.loads(results_file.read_text()).get("checkpoint") == str(latest):
+        print(f"\n== 3/3 evaluate: already done for {latest.name}")
+        results = json.loads(results_file.read_text())
+    else:
+        print(f"\n== 3/3 evaluate {latest.name} on {len(suite)} tasks and the vision-language sets -> {report}")
+        results = evaluate(latest, tasks=tuple(suite), episodes=eval_episodes, envs=eval_episodes, out=report,
+                           data=data, vl_examples=vl_examples, videos=videos)
+    print(f"\ndone in {(time.perf_counter() - t0) / 60:.1f} minutes. Report: {report / 'report.md'} "
+          f"(and report.html). Summary:")
+    summary(results)
+    return results
+
+
+def summary(results: dict) -> None:
+    """Per-domain scores and the vision-language figures beside their chance levels."""
+    for d, s in results["domains"].items():
+        print(f"  {d:<10} {s['tasks']:>2} tasks  mean {100 * s['mean']:6.1f}% of expert  above 50%: {s['above_50']}")
+    o = results["overall"]
+    print(f"  overall    {o['tasks_above_50']} of {o['tasks_normalized']} tasks at or above 50% of the expert")
+    for name, r in (results.get("vision_language") or {}).items():
+        if r["kind"] == "captions":
+            print(f"  {name:<16} CIDEr-D {r['cider']:.3f} (chance {r['chance_cider']:.3f})")
+        elif r["kind"] == "vqa":
+            for split, v in r["splits"].items():
+                print(f"  {name} {split:<8} VQA {100 * v['accuracy']:.1f}% (prior {100 * v['prior_accuracy']:.1f}%)")
+        else:
+            print(f"  {name:<16} perplexity {r['perplexity']:.1f}")

@@ -100,13 +100,22 @@ def test_tokenizer_train_cli(capsys, tmp_path):
     assert code == 2 and "missing.txt" in err
 
 
-def test_demo_smoke(capsys, tmp_path):
+def test_demo_pipeline_resumes_and_reuses_finished_stages(capsys, tmp_path):
     from gato.demo import demo
 
-    result = demo(out=tmp_path, minutes=0.05, context=64, batch_size=2)
-    assert result["step"] >= 1
-    runs = list(tmp_path.iterdir())
-    assert len(runs) == 1 and ckpt.latest_checkpoint(runs[0]) is not None
+    small = dict(out=tmp_path, tasks=("control/cartpole", "control/mountaincar"), episodes=2, steps=6,
+                 batch_size=2, context=64, eval_episodes=1, vl_limit=12, vl_examples=2, workers=1, videos=0)
+    stopped = demo(**small, train_minutes=0)  # as if interrupted during training
+    assert stopped["stage"] == "train"
+    assert "run the demo again" in capsys.readouterr().out
+    results = demo(**small)
+    out = capsys.readouterr().out
+    assert "resuming at step" in out and (tmp_path / "eval" / "report.md").exists()
+    assert set(results["tasks"]) == {"control/cartpole", "control/mountaincar"}
+    assert {"text/corpus", "vl/scenes-vqa"} <= set(results["vision_language"])
+    assert "above 50%" in out and "VQA" in out
+    demo(**small)  # everything finished: nothing is redone
+    assert "evaluate: already done" in capsys.readouterr().out
 
 
 def test_tasks_lists_domains_with_scores(capsys):
