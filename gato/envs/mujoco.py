@@ -30,6 +30,7 @@ import numpy as np
 
 from gato.envs.registry import Task, register
 from gato.experts import ARSExpert
+from gato.experts.ars import ENV_KWARGS
 
 
 class Float32Observation(gym.ObservationWrapper):
@@ -46,7 +47,7 @@ class Float32Observation(gym.ObservationWrapper):
 
 
 def _make(env_id: str, render_mode=None, sticky=False):
-    return Float32Observation(gym.make(env_id, render_mode=render_mode))
+    return Float32Observation(gym.make(env_id, render_mode=render_mode, **ENV_KWARGS.get(env_id, {})))
 
 
 # ------------------------------------------------------------------ pendulums: LQR
@@ -221,6 +222,6 @@ for name, env_id, expert, kind, steps in [
 # ------------------------------------------------------------------ locomotion: trained (ARS)
 
 for name, env_id in [("hopper", "Hopper-v5"), ("halfcheetah", "HalfCheetah-v5"),
-                     ("walker2d", "Walker2d-v5")]:
+                     ("walker2d", "Walker2d-v5"), ("ant", "Ant-v5")]:
     register(Task(f"mujoco/{name}", partial(_make, env_id), partial(ARSExpert, weights=f"{name}.npz"), "trained",
                   1000, description=f"Gymnasium {env_id}; linear ARS expert (gato/experts/weights/{name}.npz)"))
