@@ -181,3 +181,31 @@ def test_rows_of_a_rank():
     assert Dist(0, 1).rows(6, grad_accum=3) == [range(0, 2), range(2, 4), range(4, 6)]
     with pytest.raises(ValueError, match="multiple of world size x grad_accum = 2 x 2 = 4"):
         Dist(0, 2).rows(6, grad_accum=2)
+
+
+def test_accumulation_and_loader_workers_change_nothing(tmp_path):
+    """One process: 2 micro-batches per step and a worker process building batches give the
+    weights of the plain run (the same rows, the same global normalisation)."""
+    from gato.training.trainer import Trainer
+
+    cfg = dataclasses.replace(TRAIN_PRESETS["test-linear-adam"], steps=2, batch_size=4, context=64, warmup=1)
+    plain = Trainer(cfg)
+    plain.fit(progress=False)
+    split = Trainer(dataclasses.replace(cfg, grad_accum=2, workers=1))
+    split.fit(progress=False)
+    a, b = plain.model.state_dict(), split.model.state_dict()
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= ATOL
+    assert split.data.state_dict() == plain.data.state_dict() == {"seed": cfg.seed, "step": 2}
+
+
+def test_out_of_memory_names_the_remedies(monkeypatch):
+    from gato.training.trainer import TrainConfig, Trainer
+
+    trainer = Trainer(TrainConfig(batch_size=2, context=32))
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer.model, "forward", oom)
+    with pytest.raises(MemoryError, match=r"gato-tiny with 2 rows x 32 tokens.*--grad-accum.*--activation-checkpointing on.*--parallel fsdp"):
+        trainer.train_step(trainer.data.sample_batch(2, 32))
