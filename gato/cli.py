@@ -26,6 +26,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "act"): ("gato.bench:bench_act", "actions/s with the KV cache vs recomputing the window"),
     ("bench", "eval"): ("gato.bench:bench_eval", "evaluation steps/s with N environments batched vs one"),
     ("bench", "collect"): ("gato.bench:bench_collect", "recording expert episodes vs bare env stepping"),
+    ("bench", "memory"): ("gato.bench:bench_memory", "peak memory of training and acting per preset"),
+    ("scaling",): ("gato.scaling:scaling", "tokens, memory and hours per preset at the paper's scale"),
 }
 
 
