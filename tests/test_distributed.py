@@ -209,3 +209,17 @@ def test_out_of_memory_names_the_remedies(monkeypatch):
     monkeypatch.setattr(trainer.model, "forward", oom)
     with pytest.raises(MemoryError, match=r"gato-tiny with 2 rows x 32 tokens.*--grad-accum.*--activation-checkpointing on.*--parallel fsdp"):
         trainer.train_step(trainer.data.sample_batch(2, 32))
+
+
+@pytest.mark.slow
+def test_compiled_blocks_train_like_eager():
+    """--compile: torch.compile on each block gives the eager weights (CPU inductor needs a C++ compiler)."""
+    from gato.training.trainer import Trainer
+
+    cfg = dataclasses.replace(TRAIN_PRESETS["test-linear-adam"], steps=2, batch_size=2, context=64, warmup=1)
+    eager, compiled = Trainer(cfg), Trainer(dataclasses.replace(cfg, compile=True))
+    eager.fit(progress=False)
+    compiled.fit(progress=False)
+    a, b = eager.model.state_dict(), compiled.model.state_dict()
+    assert a.keys() == b.keys()  # compiling in place keeps the checkpoint's names
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
