@@ -362,6 +362,7 @@ def bench_memory(presets: tuple[str, ...] = ("gato-tiny", "gato-79m", "gato-364m
     import sys
 
     from gato import scaling
+    from gato.training.distributed import LARGE_PRESETS
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -372,7 +373,8 @@ def bench_memory(presets: tuple[str, ...] = ("gato-tiny", "gato-79m", "gato-364m
     per = {}
     for name in presets:
         cfg = get_preset(name)
-        est_train = scaling.state_bytes(cfg) + batch_size * scaling.activation_bytes(cfg, bf16=cuda)
+        est_train = scaling.state_bytes(cfg) + batch_size * scaling.activation_bytes(
+            cfg, bf16=cuda, checkpointing=name in LARGE_PRESETS, flash=cuda or cfg.dropout == 0)
         est_act = scaling.acting_bytes(cfg)
         row = {"analytic_train_bytes": int(est_train), "analytic_act_bytes": int(est_act)}
         if est_train > limit:

@@ -55,20 +55,24 @@ def mfu(tokens_per_s: float, cfg: ModelConfig, context: int, peak: float, target
 
 
 def activation_bytes(cfg: ModelConfig, context: int | None = None, *, bf16: bool = True,
-                     checkpointing: bool = False, target_share: float = 1.0) -> float:
+                     checkpointing: bool = False, target_share: float = 1.0, flash: bool = True) -> float:
     """Bytes autograd keeps for one sequence of a training step.
 
     Per token and layer: the two LayerNorm inputs (fp32 residual stream, 2 x width x 4 bytes);
     in the compute dtype the LayerNorm outputs (2 x width), q/k/v and the rotated q, k
     (5 x heads x head_dim), the attention output (heads x head_dim) and the GEGLU branch, gate,
     GELU output and product (4 x mlp_hidden); one byte per dropout mask (2 x width). Flash
-    attention keeps no T x T matrix. With activation checkpointing only each block's input is
-    kept, plus one block's worth while it is recomputed. The head keeps bf16 and fp32 logits and
-    their gradient at the target positions."""
+    attention keeps no T x T matrix; without it (`flash=False`: on CPU, attention dropout falls
+    back to the math kernel) each head keeps the fp32 scores, probabilities, dropout mask and
+    dropped probabilities of T x T pairs (13 bytes each). With activation checkpointing only each
+    block's input is kept, plus one block's worth while it is recomputed. The head keeps bf16 and
+    fp32 logits and their gradient at the target positions."""
     T = context or cfg.context
     h, a, m = cfg.width, cfg.num_heads * cfg.head_dim, cfg.mlp_hidden
     c = 2 if bf16 else 4
     per_layer = 8 * h + c * (2 * h + 6 * a + 4 * m) + (2 * h if cfg.dropout > 0 else 0)
+    if not flash:
+        per_layer += 13 * cfg.num_heads * T  # per token: its row of the T x T matrices
     layers = 4 * h * cfg.num_layers + per_layer if checkpointing else per_layer * cfg.num_layers
     head = target_share * cfg.vocab_size * (c + 4 + 4)
     return T * (layers + head + 3 * 4 * h)  # + the embeddings' sum (fp32)

@@ -38,6 +38,15 @@ def test_bench_train_reports_mfu_against_a_given_peak(capsys):
     assert bench_train(batch_size=1, context=64, rounds=1, steps_per_round=1, workers=0, device="cpu")["mfu"] is None
 
 
+def test_activation_estimate_terms():
+    cfg = get_preset("gato-79m")
+    base = scaling.activation_bytes(cfg, 1024, target_share=0.0)
+    # the T x T attention matrices of the math kernel: 13 bytes per pair, per head and layer
+    assert scaling.activation_bytes(cfg, 1024, target_share=0.0, flash=False) - base == 13 * 24 * 1024 ** 2 * 8
+    assert scaling.activation_bytes(cfg, 1024, target_share=1.0) - base == 1024 * cfg.vocab_size * 10
+    assert scaling.activation_bytes(cfg, 1024, checkpointing=True) < scaling.activation_bytes(cfg, 1024) / 1.5
+
+
 def test_plan_hours_follow_from_flops_and_peak():
     rows = scaling.plan("H100", 0.4, gpus=(8, 64))
     assert [r["preset"] for r in rows] == ["gato-79m", "gato-364m", "gato-1.18b"]
@@ -70,7 +79,9 @@ def test_bench_memory_falls_back_to_the_estimate():
     r = bench_memory(presets=("gato-1.18b",), measure_below_gb=1.0, device="cpu")["presets"]["gato-1.18b"]
     cfg = get_preset("gato-1.18b")
     assert r["how"] == "analytic"
-    assert r["train_peak_bytes"] == int(scaling.state_bytes(cfg) + scaling.activation_bytes(cfg, bf16=False))
+    # fp32 on CPU, activation checkpointing (auto for this preset), attention dropout without flash kernels
+    acts = scaling.activation_bytes(cfg, bf16=False, checkpointing=True, flash=False)
+    assert r["train_peak_bytes"] == int(scaling.state_bytes(cfg) + acts)
     assert r["train_peak_bytes"] > 16 * 1.18e9  # weights, gradients and AdamW moments in fp32
 
 
