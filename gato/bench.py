@@ -236,7 +236,8 @@ def bench_act(preset: str = "gato-tiny", obs_dim: int = 39, act_dim: int = 4, ac
     result |= per[preset] if preset in per else {"presets": per}
     lines = [f"{name} on {dev} at {r['context']} tokens: {r['actions_per_s']:.1f} actions/s with the KV cache "
              f"({r['latency_ms']:.1f} ms per action)"
-             + (f", {r['recompute_actions_per_s']:.1f} recomputing the window, ratio {r['ratio']:.1f}" if baseline else "")
+             + (f", {r['recompute_actions_per_s']:.1f} recomputing the window, ratio {r['ratio']:.1f}"
+                if baseline else "")
              for name, r in per.items()]
     return _report(result, json, "\n".join(lines))
 

@@ -132,7 +132,8 @@ def _other_lr_on_rank_1(out: Path, rank: int) -> dict:
 
 
 def test_ranks_that_disagree_fail_at_start(tmp_path):
-    with pytest.raises(mp.ProcessRaisedException, match=r"ranks disagree.*rank 1 has train\.lr=0\.0005, rank 0 has 0\.001"):
+    message = r"ranks disagree.*rank 1 has train\.lr=0\.0005, rank 0 has 0\.001"
+    with pytest.raises(mp.ProcessRaisedException, match=message):
         launch([partial(_other_lr_on_rank_1, tmp_path / "run")])
     assert ckpt.latest_checkpoint(tmp_path / "run") is None
 
@@ -207,7 +208,8 @@ def test_out_of_memory_names_the_remedies(monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(trainer.model, "forward", oom)
-    with pytest.raises(MemoryError, match=r"gato-tiny with 2 rows x 32 tokens.*--grad-accum.*--activation-checkpointing on.*--parallel fsdp"):
+    advice = r"gato-tiny with 2 rows x 32 tokens.*--grad-accum.*--activation-checkpointing on.*--parallel fsdp"
+    with pytest.raises(MemoryError, match=advice):
         trainer.train_step(trainer.data.sample_batch(2, 32))
 
 

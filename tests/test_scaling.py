@@ -69,7 +69,8 @@ def test_scaling_from_a_measured_bench(tmp_path, capsys):
                                  "machine": {"gpu": "NVIDIA H200"}}))
     rows = scaling.scaling(bench=bench, gpus=(8,))
     assert "NVIDIA H200 at 30% MFU (measured: gato-79m" in capsys.readouterr().out
-    assert rows[0]["per_gpu"][8]["hours"] == pytest.approx(scaling.plan("H200", 0.3, gpus=(8,))[0]["per_gpu"][8]["hours"])
+    assumed = scaling.plan("H200", 0.3, gpus=(8,))
+    assert rows[0]["per_gpu"][8]["hours"] == pytest.approx(assumed[0]["per_gpu"][8]["hours"])
     bench.write_text(json.dumps({"bench": "train", "preset": "gato-tiny", "mfu": None, "machine": {}}))
     with pytest.raises(ValueError, match="measured on a GPU"):
         scaling.scaling(bench=bench)
