@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -66,13 +67,17 @@ def _time(fn, device) -> float:
 
 
 def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0, rounds: int = 3,
-                steps_per_round: int = 2, device: str = "auto", json: bool = False) -> dict:
+                steps_per_round: int = 2, workers: int = 1, peak_tflops: float | None = None,
+                device: str = "auto", json: bool = False) -> dict:
     """Training tokens/s of a full Gato step (batch building included) vs a bare transformer.
 
     The bare transformer has the same blocks and dimensions, a plain embedding, and pre-made
     random ids. It is timed twice: as a plain language model (logits at every position: the
     `ratio`) and with logits only at as many positions as a Gato batch has targets
     (`ratio_same_targets`, which isolates the cost of Gato's embeddings and batch building).
+    The Gato side gets its batches from the training data loader (`workers` processes; 0: built
+    in the timed step). Where the device's bf16 peak is known (H100, H200, A100) or given, the
+    result has the model FLOPs utilisation `mfu` (gato/scaling.py counts the FLOPs).
 
     Args:
         preset: model preset.
@@ -80,9 +85,13 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
         context: tokens per sequence (0: the preset's context).
         rounds: interleaved measurement rounds (the median is reported).
         steps_per_round: optimizer steps per side per round.
+        workers: data loader processes for the Gato side (0: batches built inside the timed step).
+        peak_tflops: the device's peak in TFLOP/s (default: looked up for CUDA devices).
         device: auto, cpu or cuda.
         json: print one JSON object instead of a sentence.
     """
+    from gato.data.loader import step_batches
+    from gato.scaling import mfu, peak_flops
     from gato.training.loss import target_mask
     from gato.training.trainer import TrainConfig, Trainer
 
@@ -91,8 +100,9 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     dev = torch.device(device)
     cfg = get_preset(preset)
     T = context or cfg.context
-    tcfg = TrainConfig(preset=preset, steps=10**9, batch_size=batch_size, context=T, warmup=1)
+    tcfg = TrainConfig(preset=preset, steps=10**9, batch_size=batch_size, context=T, warmup=1, workers=workers)
     gato = Trainer(tcfg, device=device)
+    batches = step_batches(gato.data, gato.rows, T, 0, tcfg.steps, workers, pin_memory=dev.type == "cuda")
 
     torch.manual_seed(0)
     bare = BareTransformer(cfg).to(dev)
@@ -114,7 +124,7 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
         torch.nn.utils.clip_grad_norm_(bare.parameters(), 1.0)
         opt.step()
 
-    sides = {"gato": lambda: gato.train_step(gato.data.sample_batch(batch_size, T)),
+    sides = {"gato": lambda: gato.train_step(next(batches)),
              "bare_all_logits": bare_step, "bare_same_targets": lambda: bare_step(same_targets)}
     times = {k: [] for k in sides}
     for fn in sides.values():  # warm-up
@@ -128,10 +138,16 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     result = {"bench": "train", "preset": preset, "device": str(dev), "batch_size": batch_size,
               "context": T, "tokens_per_s": round(g, 1), "baseline_tokens_per_s": round(b, 1),
               "ratio": round(g / b, 3), "baseline_same_targets_tokens_per_s": round(s, 1),
-              "ratio_same_targets": round(g / s, 3)}
+              "ratio_same_targets": round(g / s, 3), "workers": workers}
+    peak = peak_tflops * 1e12 if peak_tflops else peak_flops(torch.cuda.get_device_name(dev)) \
+        if dev.type == "cuda" else None
+    share = float(same_targets.float().mean())  # Gato computes logits only at targets
+    result |= {"peak_flops": peak, "target_share": round(share, 3),
+               "mfu": None if peak is None else round(mfu(g, cfg, T, peak, share), 4)}
+    util = "" if peak is None else f"; MFU {result['mfu']:.1%} of {peak / 1e12:.0f} TFLOP/s"
     return _report(result, json, f"{preset} on {dev}: Gato step {g:.0f} tokens/s; bare transformer {b:.0f} "
                                  f"tokens/s (logits everywhere, ratio {g / b:.3f}), {s:.0f} tokens/s (logits at "
-                                 f"the same targets, ratio {g / s:.3f})")
+                                 f"the same targets, ratio {g / s:.3f}){util}")
 
 
 def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarlander", "babyai/GoToLocal",
@@ -196,18 +212,37 @@ def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarland
 
 
 def bench_act(preset: str = "gato-tiny", obs_dim: int = 39, act_dim: int = 4, actions: int = 24,
-              device: str = "auto", json: bool = False) -> dict:
+              baseline: bool = True, device: str = "auto", json: bool = False) -> dict:
     """Actions/s of the KV-cached agent vs recomputing the full window for every action token,
     at a full context (Meta-World-sized by default: 39 observation values, 4 action tokens).
 
     Args:
-        preset: model preset.
+        preset: model preset, or "all": every preset, one entry each under "presets".
         obs_dim: continuous observation values per step.
         act_dim: continuous action values per step (one token each).
         actions: actions timed per side.
+        baseline: also time the agent without a cache (slow for the large presets on CPU).
         device: auto, cpu or cuda.
         json: print one JSON object.
     """
+    from gato.config import PRESETS
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    names = list(PRESETS) if preset == "all" else [get_preset(preset).name]
+    per = {name: _act(name, obs_dim, act_dim, actions, baseline, dev) for name in names}
+    result = {"bench": "act", "preset": preset, "device": str(dev), "obs_tokens": obs_dim, "action_tokens": act_dim}
+    result |= per[preset] if preset in per else {"presets": per}
+    lines = [f"{name} on {dev} at {r['context']} tokens: {r['actions_per_s']:.1f} actions/s with the KV cache "
+             f"({r['latency_ms']:.1f} ms per action)"
+             + (f", {r['recompute_actions_per_s']:.1f} recomputing the window, ratio {r['ratio']:.1f}"
+                if baseline else "")
+             for name, r in per.items()]
+    return _report(result, json, "\n".join(lines))
+
+
+def _act(preset: str, obs_dim: int, act_dim: int, actions: int, baseline: bool, dev: torch.device) -> dict:
     import numpy as np
     from gymnasium import spaces
 
@@ -216,9 +251,6 @@ def bench_act(preset: str = "gato-tiny", obs_dim: int = 39, act_dim: int = 4, ac
     from gato.data.sampling import collate
     from gato.model import Gato
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
     cfg = get_preset(preset)
     torch.manual_seed(0)
     model = Gato(cfg).to(dev).eval()
@@ -244,14 +276,14 @@ def bench_act(preset: str = "gato-tiny", obs_dim: int = 39, act_dim: int = 4, ac
     times = {"cached": [], "recompute": []}
     for _ in range(actions):
         times["cached"].append(_time(cached, dev))
-        times["recompute"].append(_time(recompute, dev))
-    c, r = statistics.mean(times["cached"]), statistics.median(times["recompute"])
-    result = {"bench": "act", "preset": preset, "device": str(dev), "context": cfg.context,
-              "obs_tokens": obs_dim, "action_tokens": act_dim, "actions_per_s": round(1 / c, 2),
-              "latency_ms": round(1000 * c, 2), "recompute_actions_per_s": round(1 / r, 2),
-              "ratio": round(r / c, 2)}
-    return _report(result, json, f"{preset} on {dev} at {cfg.context} tokens: {1 / c:.1f} actions/s with the "
-                                 f"KV cache, {1 / r:.1f} recomputing the window, ratio {r / c:.1f}")
+        if baseline:
+            times["recompute"].append(_time(recompute, dev))
+    c = statistics.mean(times["cached"])
+    out = {"context": cfg.context, "actions_per_s": round(1 / c, 2), "latency_ms": round(1000 * c, 2)}
+    if baseline:
+        r = statistics.median(times["recompute"])
+        out |= {"recompute_actions_per_s": round(1 / r, 2), "ratio": round(r / c, 2)}
+    return out
 
 
 def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", envs: int = 16, steps: int = 40,
@@ -339,3 +371,106 @@ def bench_generate(preset: str = "gato-tiny", tokens: int = 512, rounds: int = 3
               "ratio": round(r / c, 2)}
     return _report(result, json, f"{preset} on {dev}, {tokens} tokens: {tokens / c:.0f} tokens/s with the KV "
                                  f"cache, {tokens / r:.0f} recomputing, ratio {r / c:.1f}")
+
+
+def bench_memory(presets: tuple[str, ...] = ("gato-tiny", "gato-79m", "gato-364m", "gato-1.18b"),
+                 batch_size: int = 1, steps: int = 2, measure_below_gb: float | None = None,
+                 device: str = "auto", json: bool = False) -> dict:
+    """Peak memory of training steps and of acting at full context, per preset.
+
+    Each measurement runs in a fresh subprocess. On CUDA: torch.cuda.max_memory_allocated. On
+    CPU: the process's peak resident memory (VmHWM, reset once the imports are done) minus its
+    resident memory at that point, so it counts weights, gradients, optimizer state, activations
+    and the generated training data, plus allocator slack. Training runs `steps` AdamW steps of
+    `batch_size` x context (the second step is the first that holds the optimizer state); acting
+    fills the context of one agent (Meta-World-sized steps) and acts 4 times. A preset whose
+    training estimate (gato/scaling.py) is over `measure_below_gb` (default: half the device's
+    memory) is not run: its figures are the estimate, marked "analytic". The estimates are
+    printed beside every measurement.
+
+    Args:
+        presets: model presets.
+        batch_size: sequences per training step.
+        steps: training steps measured (2 includes the optimizer state).
+        measure_below_gb: run only presets whose training estimate is below this (default: half the memory).
+        device: auto, cpu or cuda.
+        json: print one JSON object.
+    """
+    import subprocess
+    import sys
+
+    from gato import scaling
+    from gato.training.distributed import LARGE_PRESETS
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = device == "cuda"
+    total = torch.cuda.get_device_properties(0).total_memory if cuda \
+        else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = total / 2 if measure_below_gb is None else measure_below_gb * 1e9
+    per = {}
+    for name in presets:
+        cfg = get_preset(name)
+        est_train = scaling.state_bytes(cfg) + batch_size * scaling.activation_bytes(
+            cfg, bf16=cuda, checkpointing=name in LARGE_PRESETS, flash=cuda or cfg.dropout == 0)
+        est_act = scaling.acting_bytes(cfg)
+        row = {"analytic_train_bytes": int(est_train), "analytic_act_bytes": int(est_act)}
+        if est_train > limit:
+            row |= {"train_peak_bytes": int(est_train), "act_peak_bytes": int(est_act), "how": "analytic"}
+        else:
+            for kind in ("train", "act"):
+                code = (f"from gato.bench import _memory_probe; "
+                        f"_memory_probe({kind!r}, {name!r}, {batch_size}, {steps}, {device!r})")
+                done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+                if done.returncode:
+                    raise RuntimeError(f"memory probe {kind} {name} failed:\n{done.stderr[-2000:]}")
+                row[f"{kind}_peak_bytes"] = int(done.stdout.split()[-1])
+            row["how"] = "measured"
+        per[name] = row
+    result = {"bench": "memory", "device": device, "batch_size": batch_size, "context": "preset",
+              "device_memory_bytes": total, "presets": per}
+    gb = 1e9
+    return _report(result, json, "\n".join(
+        f"{name}: training {r['train_peak_bytes'] / gb:.2f} GB, acting {r['act_peak_bytes'] / gb:.2f} GB ({r['how']}; "
+        f"estimate {r['analytic_train_bytes'] / gb:.2f} / {r['analytic_act_bytes'] / gb:.2f} GB)"
+        for name, r in per.items()))
+
+
+def _memory_probe(kind: str, preset: str, batch_size: int, steps: int, device: str) -> None:
+    """Run in a fresh process by bench_memory: print the peak bytes of training or acting."""
+    import numpy as np
+    from gymnasium import spaces
+
+    from gato.agent import GatoAgent
+    from gato.data.episode import TaskSpec
+    from gato.model import Gato
+    from gato.training.trainer import TrainConfig, Trainer
+
+    cuda = device == "cuda"
+    start = _resident() if not cuda else 0
+    if not cuda:
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := the current resident size
+    cfg = get_preset(preset)
+    if kind == "train":
+        trainer = Trainer(TrainConfig(preset=preset, steps=steps, batch_size=batch_size, warmup=1), device=device)
+        for _ in range(steps):
+            trainer.train_step(trainer.data.sample_batch(batch_size, cfg.context))
+    else:
+        model = Gato(cfg).to(device).eval()
+        spec = TaskSpec("bench/memory", spaces.Box(-np.inf, np.inf, (39,), np.float32),
+                        spaces.Box(-1, 1, (4,), np.float32))
+        agent, rng = GatoAgent(model, spec, device=device), np.random.default_rng(0)
+        while agent.cache is None or agent.cache.length < cfg.context - 88:
+            agent.act([rng.normal(size=39).astype(np.float32)])
+        for _ in range(4):
+            agent.act([rng.normal(size=39).astype(np.float32)])
+    print(torch.cuda.max_memory_allocated() if cuda else _peak_resident() - start)
+
+
+def _resident() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_resident() -> int:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024

@@ -30,6 +30,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "eval"): ("gato.bench:bench_eval", "evaluation steps/s with N environments batched vs one"),
     ("bench", "collect"): ("gato.bench:bench_collect", "recording expert episodes vs bare env stepping"),
     ("bench", "generate"): ("gato.bench:bench_generate", "text tokens/s with the KV cache vs recomputing"),
+    ("bench", "memory"): ("gato.bench:bench_memory", "peak memory of training and acting per preset"),
+    ("scaling",): ("gato.scaling:scaling", "tokens, memory and hours per preset at the paper's scale"),
 }
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     fn = _load(COMMANDS[key][0])
     try:
         tyro.cli(fn, args=argv[len(key):], prog=f"gato {' '.join(key)}")
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, FileNotFoundError, TypeError, MemoryError) as e:
         if os.environ.get("GATO_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)

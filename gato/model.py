@@ -158,7 +158,9 @@ class Gato(nn.Module):
         if num_patches != num_image:
             raise ValueError(f"{num_patches} image patches given for {num_image} IMAGE positions "
                              f"(kinds == {int(Kind.IMAGE)}); they must match one to one, in row-major order")
-        if num_patches:
+        if num_patches or (self.training and patches is not None):
+            # In training even zero patches go through (zero gradients), so every parameter gets a
+            # gradient on every rank and DDP / FSDP2 reduce the same tensors everywhere.
             pp = patch_pos.long()  # (N, 4): row_lo, row_hi, col_lo, col_hi
             if self.training:  # a random index of the patch's interval
                 u = torch.rand(pp.shape[0], 2, device=pp.device)

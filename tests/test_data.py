@@ -634,3 +634,31 @@ def test_synthetic_sources_yield_well_formed_sequences(text):
     assert K.IMAGE in kinds["toy/find-square"] and K.TEXT_OBS in kinds["toy/find-square"]
     assert K.CONTINUOUS_ACTION in kinds["toy/track"] and K.DISCRETE_ACTION in kinds["toy/max-cell"]
     assert K.IMAGE in kinds["caption/squares"] and K.TEXT in kinds["caption/squares"]
+
+
+def test_a_row_depends_only_on_seed_step_and_row(text):
+    """What makes sharding by rank exact: rows drawn in any split equal the rows of the whole batch."""
+    mix = Mixture(_mixture_sources(text), TM, seed=3)
+    whole = mix.batch(5, range(6), 48)
+    parts = [mix.batch(5, range(0, 2), 48), mix.batch(5, range(2, 6), 48)]
+    for f in ("ids", "kinds", "local_pos", "loss_mask", "patches", "patch_pos"):
+        assert torch.equal(getattr(whole, f), torch.cat([getattr(p, f) for p in parts])), f
+    assert not torch.equal(mix.batch(6, range(6), 48).ids, whole.ids)  # another step, other rows
+    assert mix.sample_batch(6, 48).ids.equal(mix.batch(0, range(6), 48).ids)  # the cursor is the step
+    assert mix.state_dict() == {"seed": 3, "step": 1}
+    with pytest.raises(ValueError, match="seed and step"):
+        mix.load_state_dict({"rng": {}})
+
+
+def test_training_patch_positions_are_one_slot_inside_the_patch_interval(text):
+    """The random training index of a patch's row/column interval is drawn with the row's data."""
+    from gato.tokenization.images import patch_positions
+
+    mix = Mixture(_mixture_sources(text), TM, seed=0)
+    batch = mix.batch(0, range(16), 48)
+    pos = batch.patch_pos.long()
+    assert len(pos) and (pos[:, 1] == pos[:, 0] + 1).all() and (pos[:, 3] == pos[:, 2] + 1).all()
+    intervals = torch.from_numpy(patch_positions(2, 1)).long()  # GOLDEN's 32x16 images: 2x1 patches
+    inside = [((p[0] >= iv[0]) & (p[0] < iv[1]) & (p[2] >= iv[2]) & (p[2] < iv[3])).item()
+              for p in pos for iv in intervals]
+    assert sum(inside) == len(pos)  # each drawn position lies in exactly one patch's interval

@@ -4,8 +4,16 @@ A control source yields a random window of one of its episodes; with probability
 `prompt_prob` (0.25, paper) a prompt from another episode of the same task is prepended, half of
 the time that episode's last tokens (goal conditioning), half a uniform window. Prompt tokens
 are conditioning only: no loss on them. Text and image-text sources yield windows of documents
-and packed (image, caption) examples. All randomness comes from one numpy Generator whose state
-is the data cursor (state_dict), so a resumed run draws the same batches.
+and packed (image, caption) examples.
+
+Row r of the batch of step s depends only on (seed, s, r): it is drawn with its own numpy
+Generator seeded from SeedSequence([seed, s, r]), which also draws the training-time random
+index of each image patch's position interval (handed to the model as the one-slot interval
+[i, i+1), which its own training-time draw leaves unchanged). So the data cursor is just the
+step, a rank draws only its own rows of the global batch and gets what one process would, and
+worker processes can build batches of future steps ahead of time. "No sample seen twice" means
+no (step, row) draw is made twice across ranks; two draws may still pick overlapping windows of
+one episode, as random-window sampling does on one process.
 
 Windows shorter than the context (short episodes and documents) are packed: further episodes
 (documents, examples) of the same source follow from their start, each opened by BOS, so no
@@ -14,6 +22,8 @@ context is wasted on padding.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -126,8 +136,14 @@ class Batch:
     patch_pos: torch.Tensor  # (N, 4) int16
 
     def to(self, device) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) for t in
-                       (self.ids, self.kinds, self.local_pos, self.loss_mask, self.patches, self.patch_pos)))
+        return Batch(*(t.to(device, non_blocking=True) for t in self._fields()))
+
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies, for the data loader's asynchronous copies to the GPU."""
+        return Batch(*(t.pin_memory() for t in self._fields()))
+
+    def _fields(self) -> tuple:
+        return self.ids, self.kinds, self.local_pos, self.loss_mask, self.patches, self.patch_pos
 
     def inputs(self) -> tuple:
         return self.ids, self.kinds, self.local_pos, self.patches, self.patch_pos
@@ -157,7 +173,8 @@ def collate(seqs: list[Sequence], length: int, tm: TokenMap) -> Batch:
 
 
 class Mixture:
-    """Draws each row of a batch from a source chosen by weight. The rng state is the cursor."""
+    """Draws each row of a batch from a source chosen by weight; row r of step s is a function of
+    (seed, s, r). The step of the next `sample_batch` is the cursor (state_dict)."""
 
     def __init__(self, sources: list[Source], tm: TokenMap, weights: list[float] | None = None,
                  seed: int = 0):
@@ -167,14 +184,59 @@ class Mixture:
         if w.shape != (len(sources),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"weights {weights} must be {len(sources)} finite non-negative numbers, not all 0")
         self.sources, self.tm, self.weights = sources, tm, w / w.sum()
-        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.seed, self.step = seed, 0
+
+    def sample_row(self, step: int, row: int, length: int) -> Sequence:
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, step, row])))
+        seq = self.sources[int(rng.choice(len(self.sources), p=self.weights))].sample(rng, length)
+        return _draw_patch_positions(seq, rng)
+
+    def batch(self, step: int, rows: range, length: int) -> Batch:
+        """Rows `rows` of the global batch of `step` (a rank's share, or a micro-batch)."""
+        return collate([self.sample_row(step, r, length) for r in rows], length, self.tm)
 
     def sample_batch(self, batch_size: int, length: int) -> Batch:
-        picks = self.rng.choice(len(self.sources), size=batch_size, p=self.weights)
-        return collate([self.sources[int(k)].sample(self.rng, length) for k in picks], length, self.tm)
+        """The whole batch of the next step; advances the cursor."""
+        out = self.batch(self.step, range(batch_size), length)
+        self.step += 1
+        return out
+
+    def fingerprint(self) -> str:
+        """A hash of the sources' names, weights and contents: ranks compare it before training."""
+        h = hashlib.sha256(repr((self.seed, self.weights.round(12).tolist())).encode())
+        for s in self.sources:
+            h.update(s.name.encode())
+            for part in _content(s):
+                h.update(np.ascontiguousarray(part).tobytes())
+        return h.hexdigest()[:16]
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
+        return {"seed": self.seed, "step": self.step}
 
     def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
+        if set(state) != {"seed", "step"}:
+            raise ValueError(f"data cursor {sorted(state)} is not this gato's (expected seed and step: "
+                             f"checkpoints from before per-row sampling cannot be resumed)")
+        self.seed, self.step = int(state["seed"]), int(state["step"])
+
+
+def _draw_patch_positions(seq: Sequence, rng: np.random.Generator) -> Sequence:
+    """Replace each patch's [lo, hi) row and column intervals by a random one-slot interval inside them."""
+    if not len(seq.patch_pos):
+        return seq
+    lo, hi = seq.patch_pos[:, 0::2].astype(np.int64), seq.patch_pos[:, 1::2].astype(np.int64)
+    i = lo + (rng.random(lo.shape) * (hi - lo)).astype(np.int64)  # (P, 2): row, column
+    pos = np.stack([i[:, 0], i[:, 0] + 1, i[:, 1], i[:, 1] + 1], axis=1).astype(seq.patch_pos.dtype)
+    return dataclasses.replace(seq, patch_pos=pos)
+
+
+def _content(source) -> list[np.ndarray]:
+    """What identifies a source's data, cheaply: episode lengths and rewards, document and caption ids."""
+    if isinstance(source, ControlSource):
+        return [np.array([len(e.actions) for e in source.episodes])] + [e.rewards for e in source.episodes]
+    if isinstance(source, DocumentSource):
+        return list(source.docs)
+    if isinstance(source, ImageTextSource):
+        return [p[1] for p in source.pairs] + [np.array([p[2] if len(p) > 2 else 0 for p in source.pairs]),
+                                                np.array([np.asarray(p[0]).shape for p in source.pairs])]
+    return []

@@ -16,10 +16,13 @@ def target_mask(loss_mask: torch.Tensor) -> torch.Tensor:
 
 
 def masked_loss(logits: torch.Tensor, ids: torch.Tensor, kinds: torch.Tensor,
-                loss_mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                loss_mask: torch.Tensor, total: torch.Tensor | float | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """`logits` (N, V) at the positions of target_mask(loss_mask), in row-major order.
 
-    Returns the mean loss over all targets and, per group (text, discrete_action,
+    Returns the loss summed over targets and divided by `total` (default: this batch's target
+    count, i.e. the mean; a step split over micro-batches and ranks passes its global count so the
+    parts' gradients add up to the whole batch's) and, per group (text, discrete_action,
     continuous_action), the (sum, count) tensors, to be reduced when logged."""
     targets = loss_mask.clone()
     targets[:, 0] = False  # the first position has no context
@@ -29,5 +32,5 @@ def masked_loss(logits: torch.Tensor, ids: torch.Tensor, kinds: torch.Tensor,
     for name, ks in LOSS_GROUPS.items():
         m = torch.isin(tgt_kinds, torch.tensor([int(k) for k in ks], device=kinds.device, dtype=kinds.dtype))
         groups[name] = torch.stack([(ce * m).sum(), m.sum().to(ce.dtype)])
-    loss = ce.mean() if ce.numel() else logits.sum() * 0.0
+    loss = ce.sum() / (ce.numel() if total is None else total) if ce.numel() else logits.sum() * 0.0
     return loss, groups

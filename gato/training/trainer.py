@@ -1,6 +1,11 @@
-"""The training loop. Everything that changes while training has state_dict()/load_state_dict()
-(model, optimizer, step, data cursor, RNG), so a run killed at step k and resumed ends with the
-same weights as a run that was never killed (on CPU; tests/test_train.py checks it)."""
+"""The training loop, on one process or many (torchrun; gato/training/distributed.py).
+
+Everything that changes while training is in the checkpoint (model, optimizer, step; the data
+cursor and every random draw of step s are functions of the seed and s), so a run killed at step
+k and resumed ends with the same weights as a run that was never killed (on CPU;
+tests/test_train.py checks it), and one resumed on another number of ranks with the same
+weights up to float summation order (tests/test_distributed.py).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,20 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from gato.config import ModelConfig, get_preset
-from gato.data.sampling import Mixture
+from gato.data.loader import step_batches
+from gato.data.sampling import Batch, Mixture
 from gato.model import Gato
 from gato.tokenization.text import TextTokenizer
 from gato.training import checkpoint as ckpt
+from gato.training import distributed
+from gato.training.distributed import LARGE_PRESETS, Dist
 from gato.training.loss import masked_loss, target_mask
 from gato.training.schedule import lr_at
 
@@ -49,12 +59,31 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
+    # How the step is executed; these may change when a run is resumed (say on another number of GPUs).
+    grad_accum: int = 1  # micro-batches per step on each rank (batch_size stays the global batch)
+    parallel: str = "auto"  # with several ranks: ddp, fsdp, or auto (fsdp for gato-364m and gato-1.18b)
+    activation_checkpointing: str = "auto"  # on, off, or auto (on for gato-364m and gato-1.18b)
+    compile: bool = False  # torch.compile each transformer block
+    workers: int = 0  # data loader processes building the next batches (0: the training process)
+
+    def __post_init__(self):
+        if self.grad_accum < 1:
+            raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.activation_checkpointing not in ("auto", "on", "off"):
+            raise ValueError(f"activation_checkpointing must be auto, on or off, got {self.activation_checkpointing!r}")
+        if self.parallel not in ("auto", "ddp", "fsdp"):
+            raise ValueError(f"parallel must be auto, ddp or fsdp, got {self.parallel!r}")
+
+
+EXECUTION_FIELDS = ("steps", "grad_accum", "parallel", "activation_checkpointing", "compile", "workers")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # The paper's schedule (SPEC): batch 512 x 1024, warm-up 15k steps to 1e-4, cosine over 1M.
     "paper": TrainConfig(preset="gato-79m", steps=1_000_000, batch_size=512, lr=1e-4, warmup=15_000,
-                         checkpoint_every=5000),
+                         checkpoint_every=5000, workers=4),
     # Minutes on a laptop CPU.
     "tiny": TrainConfig(),
 }
@@ -97,16 +126,25 @@ def mixture_weights(n_control: int, n_vl: int, vl_weight: float) -> list[float]:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig | None = None, *,
-                 device: str = "cpu", text: TextTokenizer | None = None):
-        self.cfg = cfg
+                 device: str = "cpu", text: TextTokenizer | None = None, dist: Dist = Dist()):
+        self.cfg, self.dist = cfg, dist
         self.model_cfg = model_cfg or get_preset(cfg.preset)
         self.device = torch.device(device)
         self.text = text or (TextTokenizer.from_file(cfg.tokenizer) if cfg.tokenizer else TextTokenizer.default())
         if self.text.vocab_size > self.model_cfg.text_vocab:
             raise ValueError(f"tokenizer {self.text.source} has {self.text.vocab_size} ids but the model's "
                              f"text range is [0, {self.model_cfg.text_vocab})")
+        self.rows = dist.rows(cfg.batch_size, cfg.grad_accum)  # this rank's micro-batches of rows
         torch.manual_seed(cfg.seed)
         self.model = Gato(self.model_cfg).to(self.device)
+        large = self.model_cfg.name in LARGE_PRESETS
+        if cfg.activation_checkpointing == "on" or (cfg.activation_checkpointing == "auto" and large):
+            distributed.apply_activation_checkpointing(self.model)
+        if cfg.compile:
+            for block in self.model.blocks:
+                block.compile()
+        self.parallel = distributed.resolve_parallel(cfg.parallel, self.model_cfg.name, dist)
+        self.engine = distributed.wrap(self.model, self.parallel, self.device)  # what forward runs through
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
         other = [p for n, p in self.model.named_parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -117,36 +155,33 @@ class Trainer:
         self.step = 0
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
-                 "data": self.data.state_dict(), "torch_rng": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.data.load_state_dict(state["data"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    def facts(self) -> dict:
+        """What every rank must agree on before training."""
+        return {"train": json.loads(json.dumps(dataclasses.asdict(self.cfg))), "model": self.model_cfg.to_dict(),
+                "tokenizer": self.text.sha256, "data": self.data.fingerprint(), "torch": torch.__version__}
 
     def meta(self) -> dict:
         return {"model": self.model_cfg.to_dict(), "train": dataclasses.asdict(self.cfg),
                 "token_map": self.model_cfg.token_map.to_dict(), "tokenizer": self.text.reference(),
-                "step": self.step}
+                "step": self.step, "world_size": self.dist.world, "parallel": self.parallel}
 
-    def save(self, run_dir: Path) -> Path:
-        path = ckpt.save_checkpoint(run_dir / ckpt.checkpoint_name(self.step),
-                                    weights=self.model.state_dict(), meta=self.meta(),
-                                    state=self.state_dict())
-        done = sorted(p for p in run_dir.glob("step_*") if p.is_dir() and "tmp" not in p.name)
-        for old in done[:-self.cfg.keep_checkpoints]:
-            shutil.rmtree(old)
-        return path
+    def save(self, run_dir: Path) -> Path | None:
+        """Gather the full (unsharded) state to rank 0 and write a checkpoint there (every rank calls it)."""
+        weights, optim = distributed.full_state(self.model, self.optimizer)
+        state = {"step": self.step, "optimizer": optim, "data": self.data.state_dict()}
+
+        def write() -> Path:
+            path = ckpt.save_checkpoint(run_dir / ckpt.checkpoint_name(self.step), weights=weights,
+                                        meta=self.meta(), state=state)
+            done = sorted(p for p in run_dir.glob("step_*") if p.is_dir() and "tmp" not in p.name)
+            for old in done[:-self.cfg.keep_checkpoints]:
+                shutil.rmtree(old)
+            return path
+
+        return distributed.on_main(self.dist, write)
 
     def restore(self, path: Path) -> None:
+        """Load a checkpoint written on any number of ranks (every rank calls it; rank 0 reads the tensors)."""
         meta = ckpt.load_meta(path)
         if meta["model"] != self.model_cfg.to_dict():
             raise ValueError(f"{path}: checkpoint model config differs from this run's: "
@@ -155,53 +190,99 @@ class Trainer:
         if saved_tok != self.text.sha256:
             raise ValueError(f"{path}: checkpoint was trained with tokenizer {meta.get('tokenizer')}, "
                              f"this run uses {self.text.reference()}")
-        ckpt.load_model_weights(self.model, path)
-        self.load_state_dict(ckpt.load_state(path))
+
+        def read() -> tuple[dict, dict]:
+            weights = ckpt.load_weights(path, expected=self.model.state_dict())
+            state = ckpt.load_state(path)
+            self.data.load_state_dict(state["data"])  # checks the cursor's format
+            return weights, state
+
+        weights, state = distributed.on_main(self.dist, read) or ({}, {})
+        cursor = distributed.broadcast(self.dist, state.get("data"))
+        distributed.load_full_state(self.model, self.optimizer, weights, state.get("optimizer", {}), self.dist)
+        self.data.load_state_dict(cursor)
+        self.step = self.data.step
 
     # ------------------------------------------------------------------ loop
-    def train_step(self, batch) -> tuple[torch.Tensor, dict]:
+    def train_step(self, batches: Batch | list[Batch]) -> tuple[torch.Tensor, dict]:
+        """One optimizer step over this rank's micro-batches. Each micro-batch's loss is its summed
+        target losses over the step's global target count (times the world size, which DDP / FSDP
+        divide back out), so the gradient is the whole global batch's mean whatever the split.
+
+        Returns this rank's share of the global mean loss (the shares sum to it) and its per-group
+        (sum, count) of target losses."""
+        micro = [batches] if isinstance(batches, Batch) else list(batches)
         self.model.train()
         lr = lr_at(self.step, peak=self.cfg.lr, warmup=self.cfg.warmup, total=self.cfg.steps,
                    final_ratio=self.cfg.final_lr_ratio)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        batch = batch.to(self.device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            logits, _ = self.model(*batch.inputs(), logits_at=target_mask(batch.loss_mask))
-            loss, groups = masked_loss(logits, batch.ids, batch.kinds, batch.loss_mask)
+        torch.manual_seed(step_seed(self.cfg.seed, self.step, self.dist.rank))  # dropout of this step
+        targets = torch.tensor(float(sum(int(b.loss_mask[:, 1:].sum()) for b in micro)), device=self.device)
+        per_rank = distributed.all_reduce_sum(targets, self.dist).clamp(min=1) / self.dist.world
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        share, sums = torch.zeros((), device=self.device), {}
+        try:
+            for i, b in enumerate(micro):
+                b = b.to(self.device)
+                with distributed.grad_sync(self.engine, i == len(micro) - 1), \
+                        torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                    logits, _ = self.engine(*b.inputs(), logits_at=target_mask(b.loss_mask))
+                    loss, groups = masked_loss(logits, b.ids, b.kinds, b.loss_mask, total=per_rank)
+                loss.backward()
+                share += loss.detach() / self.dist.world
+                for k, v in groups.items():
+                    sums[k] = sums.get(k, 0) + v.detach()
+        except torch.OutOfMemoryError as e:
+            raise MemoryError(self._oom_advice(micro)) from e
+        except RuntimeError as e:
+            if "can't allocate memory" not in str(e):
+                raise
+            raise MemoryError(self._oom_advice(micro)) from e
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.step += 1
-        return loss.detach(), groups
+        self.data.step = self.step
+        return share, sums
+
+    def _oom_advice(self, micro: list[Batch]) -> str:
+        rows, T = micro[0].ids.shape
+        return (f"out of memory training {self.model_cfg.name} with {rows} rows x {T} tokens per micro-batch "
+                f"on {self.device} ({self.dist.world} rank(s), parallel {self.parallel}, activation "
+                f"checkpointing {self.cfg.activation_checkpointing}): raise --grad-accum to split the step into "
+                f"smaller micro-batches, turn on --activation-checkpointing on, or shard the model over more "
+                f"GPUs with --parallel fsdp under torchrun (docs/scaling.md)")
 
     def fit(self, run_dir: Path | None = None, progress: bool = True, max_seconds: float | None = None) -> dict:
+        main = self.dist.main
         writer = None
-        if run_dir is not None:
+        if run_dir is not None and main:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(str(run_dir / "tb"), purge_step=self.step)
         history, t0 = [], time.perf_counter()
-        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not progress, unit="step")
+        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not (progress and main), unit="step")
         tokens, t_log = 0, time.perf_counter()
         sums = {}
+        batches = step_batches(self.data, self.rows, self.context, self.step, self.cfg.steps,
+                               workers=self.cfg.workers, pin_memory=self.device.type == "cuda")
         try:
-            while self.step < self.cfg.steps:
-                batch = self.data.sample_batch(self.cfg.batch_size, self.context)
-                tokens += batch.num_tokens
-                loss, groups = self.train_step(batch)
+            for micro in batches:
+                tokens += sum(b.num_tokens for b in micro)
+                loss, groups = self.train_step(micro)
                 for k, v in groups.items():
-                    sums[k] = sums.get(k, 0) + v.detach()
+                    sums[k] = sums.get(k, 0) + v
                 sums["loss"] = sums.get("loss", 0) + loss
                 sums["n"] = sums.get("n", 0) + 1
                 bar.update(1)
                 last = self.step == self.cfg.steps
                 if self.step % self.cfg.log_every == 0 or last:
                     dt = time.perf_counter() - t_log
+                    sums["tokens"] = tokens
+                    sums = self._sum_over_ranks(sums)
                     rec = {"step": self.step, "loss": float(sums["loss"]) / sums["n"],
-                           "tokens_per_s": tokens / dt,
+                           "tokens_per_s": float(sums["tokens"]) / dt,
                            **{f"loss_{k}": float(v[0] / v[1]) for k, v in sums.items()
-                              if k not in ("loss", "n") and float(v[1]) > 0}}
+                              if k not in ("loss", "n", "tokens") and float(v[1]) > 0}}
                     history.append(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
                     if writer:
@@ -209,17 +290,43 @@ class Trainer:
                             if k != "step":
                                 writer.add_scalar(f"train/{k}", v, self.step)
                     tokens, t_log, sums = 0, time.perf_counter(), {}
-                if run_dir is not None and (self.step % self.cfg.checkpoint_every == 0 or last):
+                out_of_time = max_seconds is not None and self._any_rank(time.perf_counter() - t0 > max_seconds)
+                if run_dir is not None and (self.step % self.cfg.checkpoint_every == 0 or last or out_of_time):
                     self.save(run_dir)
-                if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
-                    if run_dir is not None:
-                        self.save(run_dir)
+                if out_of_time:
                     break
+        except RuntimeError as e:
+            if not distributed.is_peer_failure(e, self.dist):
+                raise
+            raise RuntimeError(f"rank {self.dist.rank}: a collective failed at step {self.step + 1} "
+                               f"(another rank stopped or timed out; torchrun's summary names it). Resume "
+                               f"from the last checkpoint with --resume, on any number of ranks") from e
         finally:
             bar.close()
             if writer:
                 writer.close()
         return {"step": self.step, "history": history}
+
+    def _sum_over_ranks(self, sums: dict) -> dict:
+        """Logged sums over all ranks (one all-reduce per log line); the step count `n` is everyone's."""
+        if self.dist.world == 1:
+            return sums
+        parts = {k: torch.as_tensor(v, dtype=torch.float64).to(self.device).reshape(-1)
+                 for k, v in sums.items() if k != "n"}
+        flat = distributed.all_reduce_sum(torch.cat(list(parts.values())), self.dist)
+        out = {"n": sums["n"]}
+        for k, chunk in zip(parts, flat.split([len(v) for v in parts.values()])):
+            out[k] = chunk if len(chunk) > 1 else chunk[0]
+        return out
+
+    def _any_rank(self, flag: bool) -> bool:
+        t = torch.tensor(float(flag), device=self.device)
+        return bool(distributed.all_reduce_sum(t, self.dist) > 0)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """torch's seed for the random draws inside the model (dropout) at `step` on `rank`."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def load_model(path: Path, device: str = "cpu") -> tuple[Gato, dict]:
@@ -251,16 +358,22 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           context: int | None = None, seed: int | None = None, data: str | None = None,
           warmup: int | None = None, log_every: int | None = None, checkpoint_every: int | None = None,
           tokenizer: str | None = None, tasks: tuple[str, ...] | None = None,
-          vl_sets: tuple[str, ...] | None = None, vl_weight: float | None = None, resume: bool = False, device: str = "auto", max_minutes: float | None = None,
-          progress: bool = True) -> dict:
+          vl_sets: tuple[str, ...] | None = None, vl_weight: float | None = None,
+          grad_accum: int | None = None, parallel: Literal["auto", "ddp", "fsdp"] | None = None,
+          activation_checkpointing: Literal["auto", "on", "off"] | None = None, compile: bool | None = None,
+          workers: int | None = None, resume: bool = False, device: str = "auto",
+          max_minutes: float | None = None, timeout_s: float = 600.0, progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
+
+    On several processes, launch it with torchrun (`torchrun --nproc_per_node=8 -m gato train ...`):
+    each rank trains on its share of every global batch; OUT must be on a filesystem every node sees.
 
     Args:
         out: run folder (config.json, step_XXXXXXXX/ checkpoints, tb/ logs).
         recipe: training preset: tiny (minutes on CPU) or paper (the paper's schedule).
         preset: model preset (gato-tiny, gato-79m, gato-364m, gato-1.18b); default: the recipe's.
         steps: total optimizer steps.
-        batch_size: sequences per step.
+        batch_size: sequences per step, over all ranks (the global batch).
         lr: peak learning rate.
         context: tokens per sequence (default: the model's context).
         seed: seed of weights and data order.
@@ -272,9 +385,15 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         log_every: steps between log lines (progress bar, TensorBoard).
         checkpoint_every: steps between checkpoints.
         tokenizer: SentencePiece model file (default: the committed one; see `gato tokenizer train`).
-        resume: continue exactly from the newest checkpoint in OUT.
+        grad_accum: micro-batches per step on each rank (same global batch, less memory).
+        parallel: with several ranks: ddp, fsdp (FSDP2), or auto (fsdp for gato-364m and gato-1.18b).
+        activation_checkpointing: recompute block activations in the backward: on, off, or auto (large presets).
+        compile: torch.compile each transformer block.
+        workers: data loader processes building the next batches (0: in the training process).
+        resume: continue exactly from the newest checkpoint in OUT (on any number of ranks).
         device: auto, cpu or cuda.
         max_minutes: stop (with a checkpoint) after this many minutes.
+        timeout_s: seconds a rank waits for the others in a collective before failing.
         progress: show a progress bar.
     """
     if recipe not in TRAIN_PRESETS:
@@ -283,31 +402,53 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
                                        context=context, seed=seed, data=data, warmup=warmup,
                                        log_every=log_every, checkpoint_every=checkpoint_every,
                                        tokenizer=tokenizer, tasks=tasks, vl_sets=vl_sets,
-                                       vl_weight=vl_weight).items()
+                                       vl_weight=vl_weight, grad_accum=grad_accum,
+                                       parallel=parallel, activation_checkpointing=activation_checkpointing,
+                                       compile=compile, workers=workers).items()
                  if v is not None}
     cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
     get_preset(cfg.preset)  # clear error for an unknown preset before any work
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    out = Path(out)
+    d = distributed.init(device, timeout_s)
+    try:
+        return _train(Path(out), cfg, d, f"cuda:{d.local_rank}" if device == "cuda" else device, resume,
+                      progress, max_minutes)
+    finally:
+        distributed.shutdown(d)
+
+
+def _train(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: bool, progress: bool,
+           max_minutes: float | None) -> dict:
     latest = ckpt.latest_checkpoint(out) if out.exists() else None
     if resume and latest is not None:
         saved = ckpt.load_meta(latest)["train"]
         mine = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        if {k: v for k, v in saved.items() if k != "steps"} != {k: v for k, v in mine.items() if k != "steps"}:
-            raise ValueError(f"{latest}: cannot resume with a different training config: {_diff(saved, mine)}")
+        same = lambda c: {k: v for k, v in c.items() if k not in EXECUTION_FIELDS}  # noqa: E731
+        if same(saved) != same(mine):
+            raise ValueError(f"{latest}: cannot resume with a different training config: "
+                             f"{_diff(same(saved), same(mine))}")
     elif latest is not None:
         raise ValueError(f"{out} already holds checkpoints (newest {latest.name}); pass --resume to "
                          f"continue it or choose another --out")
-    trainer = Trainer(cfg, device=device)
-    out.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, device=device, dist=d)
+    # a rank on a node that does not share OUT would see other checkpoints: that is an error too
+    distributed.check_same(d, trainer.facts() | {"out": str(out.resolve()),
+                                                 "newest checkpoint": latest and latest.name})
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
     if resume and latest is not None:
         trainer.restore(latest)
-        print(f"resumed from {latest} at step {trainer.step}")
-    write_json_atomic(out / "config.json", trainer.meta())
-    n = trainer.model.num_params()
-    print(f"training {trainer.model_cfg.name} ({n / 1e6:.2f}M parameters) on {device}, "
-          f"{cfg.batch_size} x {trainer.context} tokens per step, {cfg.steps} steps -> {out}")
+        if d.main:
+            print(f"resumed from {latest} at step {trainer.step}")
+    if d.main:
+        write_json_atomic(out / "config.json", trainer.meta())
+        n = trainer.model.num_params()
+        ranks = f" x {d.world} ranks ({trainer.parallel})" if d.world > 1 else ""
+        print(f"training {trainer.model_cfg.name} ({n / 1e6:.2f}M parameters) on {device}{ranks}, "
+              f"{cfg.batch_size} x {trainer.context} tokens per step, {cfg.steps} steps -> {out}")
+    distributed.barrier(d)
     result = trainer.fit(out, progress=progress, max_seconds=None if max_minutes is None else 60 * max_minutes)
-    write_json_atomic(out / "history.json", result["history"])
+    if d.main:
+        write_json_atomic(out / "history.json", result["history"])
     return result
