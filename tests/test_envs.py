@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gymnasium import spaces
 
 from gato.config import get_preset
 from gato.envs import all_tasks, get_task, resolve
 from gato.envs.registry import SKIPPED
-from gato.envs.rollout import RandomPolicy, run_episode
+from gato.envs.rollout import RandomPolicy, check_observations, run_episode
 from gato.tokenization import spaces as tok
 from gato.tokenization.text import TextTokenizer
 
@@ -109,3 +110,27 @@ def test_bad_observation_names_task_and_step():
 
     with pytest.raises(ValueError, match=r"control/cartpole: observation at step 1"):
         run_episode(task, Broken(), RandomPolicy(Broken()), seed=0)
+
+
+def test_episode_observation_check_agrees_with_the_space_step_by_step():
+    """The whole-episode check (one array per leaf) names the same first bad step as space.contains."""
+    task = get_task("control/cartpole")
+    box = spaces.Box(np.array([-1, 0], np.float32), np.array([1, 5], np.float32))
+    ok = np.zeros(2, np.float32)
+    cases = [
+        (box, [ok, ok, ok]),
+        (box, [ok, ok, np.array([0, 6], np.float32), np.array([2, 0], np.float32)]),  # out of bounds
+        (box, [ok, np.array([np.nan, 0], np.float32)]),
+        (box, [ok, np.zeros(3, np.float32)]),  # ragged
+        (box, [ok, np.zeros(2, np.float64)]),  # a dtype that does not cast to the space's
+        (spaces.Discrete(3, start=1), [1, 3, 2, 0]),
+        (spaces.Dict(a=box, b=spaces.Discrete(2)), [{"a": ok, "b": 1}, {"a": ok, "b": 0}, {"a": ok, "b": 2}]),
+        (spaces.Dict(a=box, b=spaces.Discrete(2)), [{"a": ok, "b": 1}, {"a": ok}]),
+    ]
+    for space, values in cases:
+        bad = next((i for i, v in enumerate(values) if not space.contains(v)), None)
+        if bad is None:
+            check_observations(task, space, values)
+        else:
+            with pytest.raises(ValueError, match=f"control/cartpole: observation at step {bad} "):
+                check_observations(task, space, values)

@@ -197,6 +197,34 @@ def test_kill_mid_shard_leaves_complete_shards_and_resumes(tmp_path, monkeypatch
         DatasetWriter(tmp_path, TaskSpec("ctl/task", spec.observation_space, spaces.Discrete(3)), {})
 
 
+def test_shards_dictionary_encode_only_repeating_columns(tmp_path):
+    with DatasetWriter(tmp_path, SPEC, {}, shard_episodes=2) as w:
+        for i in range(2):
+            w.add(episode(SPEC, 4, seed=i), seed=i)
+    meta = pq.ParquetFile(tmp_path / "test" / "mixed" / "train" / "shard-00000.parquet").metadata.row_group(0)
+    dictionary = {meta.column(i).path_in_schema.split(".")[0]: "RLE_DICTIONARY" in meta.column(i).encodings
+                  for i in range(meta.num_columns)}
+    assert dictionary == {"text_observations": True, "discrete_observations": True, "discrete_actions": True,
+                          "image_observations": False, "continuous_observations": False,
+                          "continuous_actions": False, "rewards": False, "seed": False}
+    got = TaskDataset(tmp_path, "test/mixed").episodes()
+    assert all(same(episode_to_row(SPEC, a), episode_to_row(SPEC, episode(SPEC, 4, seed=i))) for i, a in enumerate(got))
+
+
+def test_card_is_refreshed_at_most_every_interval_and_on_close(tmp_path):
+    spec = TaskSpec("ctl/card", spaces.Box(-1, 1, (2,), np.float32), spaces.Discrete(2))
+    card = tmp_path / "ctl" / "card" / "card.json"
+    w = DatasetWriter(tmp_path, spec, {}, shard_episodes=1, card_interval_s=3600)
+    w.add(episode(spec, 3, seed=0), seed=0)  # a shard, but the card was written a moment ago
+    assert (tmp_path / "ctl" / "card" / "train" / "shard-00000.parquet").exists()
+    assert "train" not in json.loads(card.read_text())["splits"]
+    w.close()
+    assert json.loads(card.read_text())["splits"]["train"]["episodes"] == 1
+    w = DatasetWriter(tmp_path, spec, {}, shard_episodes=1, card_interval_s=0)
+    w.add(episode(spec, 3, seed=1), seed=1)
+    assert json.loads(card.read_text())["splits"]["train"]["seeds"] == [[0, 1]]
+
+
 def test_bad_shards_are_reported_and_skipped(tmp_path):
     spec = TaskSpec("ctl/bad", spaces.Box(-1, 1, (2,), np.float32), spaces.Box(-1, 1, (1,), np.float32))
     with DatasetWriter(tmp_path, spec, {}, shard_episodes=1) as w:

@@ -6,7 +6,10 @@ Why this layout:
   the final observation is not stored, and `jat_task_dataset` reads a local copy of JAT's
   published Parquet files through the same decoding code as our own shards.
 - Atomic shards: every shard and card.json is written to a temporary file in its folder, then
-  os.replace'd: a killed collection leaves complete shards only.
+  os.replace'd: a killed collection leaves complete shards only. The card's per-split summary
+  is refreshed at most once a second while shards are written (replacing an existing file can
+  cost milliseconds, as much as a shard of CartPole), and always on close; a reopened writer
+  recomputes it from the shards.
 - Resumable: one extra int64 column, `seed` (the episode's reset seed, null if none), lets a
   reopened `DatasetWriter` know which episodes are done; it continues with the next shard index.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,7 +38,7 @@ import pyarrow.parquet as pq
 from gymnasium import spaces
 
 from gato.data.episode import Episode, TaskSpec
-from gato.tokenization.spaces import is_integer_box, is_image_space
+from gato.tokenization.spaces import is_image_space, is_integer_box
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "test")
@@ -43,6 +47,9 @@ OBS_COLUMNS = {TEXT: "text_observations", IMAGE: "image_observations",
                DISCRETE: "discrete_observations", CONTINUOUS: "continuous_observations"}
 ACT_COLUMNS = {DISCRETE: "discrete_actions", CONTINUOUS: "continuous_actions"}
 IMAGE_COL = OBS_COLUMNS[IMAGE]
+# Dictionary-encoded columns: their values repeat. Floats and frames rarely do: a dictionary there
+# costs half the write time of a shard and makes the file larger.
+DICTIONARY_COLUMNS = (OBS_COLUMNS[TEXT], OBS_COLUMNS[DISCRETE], ACT_COLUMNS[DISCRETE])
 
 
 # ---------------------------------------------------------------- spaces <-> JSON
@@ -149,24 +156,26 @@ def columns(spec: TaskSpec) -> list[str]:
             + ["rewards", "seed"])
 
 
-def _get(x: Any, path: tuple) -> Any:
+def _pick(values: list, path: tuple) -> list:
+    """The leaf at `path` of every step (the steps themselves for a space without parts)."""
     for key in path:
-        x = x[key]
-    return x
+        values = [v[key] for v in values]
+    return values
 
 
 def _encode(space: gym.Space, values: list, observation: bool) -> dict[str, Any]:
     row, names, n = {}, OBS_COLUMNS if observation else ACT_COLUMNS, len(values)
     for kind, leaves in _layout(space, observation).items():
         if kind == TEXT:
-            row[names[kind]] = [str(_get(v, leaves[0][0])) for v in values]
+            row[names[kind]] = [str(v) for v in _pick(values, leaves[0][0])]
         elif kind == IMAGE:
             path, leaf = leaves[0]
             h, w = leaf.shape[:2]
-            row[names[kind]] = np.asarray([_get(v, path) for v in values], np.uint8).reshape(n, h, w, -1)
+            row[names[kind]] = np.array(_pick(values, path), np.uint8).reshape(n, h, w, -1)
         else:
             dtype = np.float32 if kind == CONTINUOUS else np.int64
-            arr = np.concatenate([np.asarray([_get(v, p) for v in values]).reshape(n, -1) for p, _ in leaves], 1)
+            parts = [np.asarray(_pick(values, p)).reshape(n, -1) for p, _ in leaves]
+            arr = parts[0] if len(parts) == 1 else np.concatenate(parts, 1)
             row[names[kind]] = arr.astype(dtype)[:, 0] if isinstance(space, spaces.Discrete) else arr.astype(dtype)
     return row
 
@@ -241,6 +250,13 @@ def _column(name: str, values: list) -> pa.Array:
     for d in reversed(values[0].shape[1:]):
         out = _list(out, np.full(len(out) // d, d))
     return _list(out, [len(v) for v in values])
+
+
+def _leaf_path(name: str, t: pa.DataType) -> str:
+    """Parquet's name for the values of a (nested) list column, e.g. discrete_actions.list.element."""
+    while pa.types.is_list(t) or pa.types.is_large_list(t):
+        name, t = name + ".list.element", t.value_type
+    return name
 
 
 def _png(data: bytes) -> np.ndarray:
@@ -360,12 +376,15 @@ class DatasetWriter:
     """Appends episodes of one task and split as shards of `shard_episodes` episodes.
 
     `card` adds fields to card.json, e.g. {"expert": "bot", "packages": {"minigrid": "3.2.0"}}.
-    Reopening a folder resumes: the next shard index follows the last one on disk."""
+    Reopening a folder resumes: the next shard index follows the last one on disk. card.json is
+    rewritten after a shard when `card_interval_s` have passed since its last write, and on close."""
 
-    def __init__(self, root: str | Path, spec: TaskSpec, card: dict, split: str = "train", shard_episodes: int = 16):
+    def __init__(self, root: str | Path, spec: TaskSpec, card: dict, split: str = "train", shard_episodes: int = 16,
+                 card_interval_s: float = 1.0):
         if split not in SPLITS:
             raise ValueError(f"split {split!r} is not one of {SPLITS}")
         self.spec, self.split, self.shard_episodes = spec, split, shard_episodes
+        self.card_interval_s, self._card_stale = card_interval_s, False
         self.folder, self.columns = task_folder(root, spec.name), columns(spec)
         self.card_path, self._buffer = self.folder / "card.json", []
         old = _load_card(self.card_path) if self.card_path.exists() else {}
@@ -404,12 +423,14 @@ class DatasetWriter:
         table = pa.Table.from_arrays(arrays, schema=pa.schema(
             [pa.field(c, a.type, metadata=meta.get(c)) for c, a in zip(self.columns, arrays)]))
         path = self.folder / self.split / f"shard-{self._next:05d}.parquet"
-        _atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+        dictionary = [_leaf_path(c, a.type) for c, a in zip(self.columns, arrays) if c in DICTIONARY_COLUMNS]
+        _atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary))
         self._next += 1
         self._returns += [float(r["rewards"].sum(dtype=np.float64)) for r in self._buffer]
         self._seeds |= {r["seed"] for r in self._buffer if r["seed"] is not None}
-        self._buffer = []
-        self._write_card()
+        self._buffer, self._card_stale = [], True
+        if time.monotonic() - self._card_time >= self.card_interval_s:
+            self._write_card()
 
     def _write_card(self) -> None:
         """Rewrites this split's entry; the other split's is kept as on disk (its writer may be open too)."""
@@ -421,6 +442,7 @@ class DatasetWriter:
         self.card["updated"] = _now()
         text = json.dumps(self.card, indent=1)
         _atomic_write(self.card_path, lambda tmp: tmp.write_text(text))
+        self._card_time, self._card_stale = time.monotonic(), False
 
     def episodes_on_disk(self, split: str | None = None) -> int:
         return len(self._returns if split in (None, self.split) else _scan(self.folder / split)[0])
@@ -430,6 +452,8 @@ class DatasetWriter:
 
     def close(self) -> None:
         self.flush()
+        if self._card_stale:
+            self._write_card()
 
     def __enter__(self) -> Self:
         return self

@@ -52,10 +52,10 @@ def _first_outside(space: gym.Space, values: list) -> int | None:
         return min((f for f in found if f is not None), default=None)
     if isinstance(space, (gym.spaces.Box, gym.spaces.Discrete)):
         try:
-            arr = np.stack([np.asarray(v) for v in values])
+            arr = np.asarray(values)  # (T, *shape); one call, not one per step
         except ValueError:  # ragged shapes
             arr = None
-        if arr is not None and arr.shape[1:] == space.shape and np.can_cast(arr.dtype, space.dtype):
+        if arr is not None and arr.shape == (len(values), *space.shape) and np.can_cast(arr.dtype, space.dtype):
             if isinstance(space, gym.spaces.Discrete):
                 ok = (arr >= space.start) & (arr < space.start + space.n)
             else:
