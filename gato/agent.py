@@ -19,7 +19,7 @@ only the logits of each action token's valid ids are computed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from gato.data.episode import TaskSpec
 from gato.data.layout import Sequence
 from gato.data.sampling import collate
 from gato.model import Gato, KVCache
-from gato.tokenization import spaces
+from gato.tokenization import images, spaces
 from gato.tokenization.vocab import TARGET_KINDS, Kind, as_action_kinds
 
 
@@ -58,7 +58,7 @@ class GatoAgent:
         self.slot_local, self.slot_loss = np.zeros(shape, np.int16), np.zeros(shape, bool)
         self.patches: list[tuple[np.ndarray, np.ndarray]] = []  # (patches, patch_pos) per feed with images
         self.num_patches = 0
-        self.unrecorded: list[tuple] = []  # fed slots whose tokens are still on the device
+        self.unrecorded: list[tuple[int, _Step]] = []  # (first slot, step) not yet in the mirror
         self.templates: dict[int, tuple] = {}
         self.opening: list[Sequence | None] = [None] * num_envs
         self.last_action = np.full(num_envs, -1, np.int64)
@@ -100,14 +100,14 @@ class GatoAgent:
                              f"position table holds {self.model.cfg.max_local_positions}")
         self.steps = [s + 1 for s in self.steps]
         if obs is not None and all(o is None for o in self.opening):
-            logits = self._feed(*self._dense_step(obs), vocab=self.ranges[0])
+            logits = self._feed(self._dense_step(obs), vocab=self.ranges[0])
         else:
             seqs = [Sequence.concat([self.opening[r] if self.opening[r] is not None else self._action(r),
                                      Sequence.from_tokens(obs.row(r) if obs is not None else rows[r],
                                                           local=True, loss=False),
                                      Sequence.special(self.tm.separator, Kind.SEPARATOR)])
                     for r in range(self.n)]
-            logits = self._feed(*self._padded_step(seqs), vocab=self.ranges[0])
+            logits = self._feed(self._padded_step(seqs, self.tm), vocab=self.ranges[0])
             self.opening = [None] * self.n
         chosen, finite = [], []
         for i, (lo, hi) in enumerate(self.ranges):
@@ -115,7 +115,7 @@ class GatoAgent:
             chosen.append(token)
             finite.append(ok)
             if i + 1 < len(self.ranges):
-                logits = self._feed(*self._action_step(token, i), vocab=self.ranges[i + 1])
+                logits = self._feed(self._action_step(token, i), vocab=self.ranges[i + 1])
         if not bool(torch.stack(finite).all()):  # one check per step, before any action leaves
             raise FloatingPointError(f"{self.spec.name}: the model produced non-finite logits; no action sent")
         chosen_ids = torch.stack(chosen, 1).cpu().numpy()  # (N, action tokens)
@@ -133,77 +133,76 @@ class GatoAgent:
             raise FloatingPointError(f"{self.spec.name}: the model produced non-finite logits; no action sent")
         return torch.multinomial(torch.softmax(z / self.temperature, -1), 1, generator=self.gen)[:, 0] + lo, finite
 
-    # ------------------------------------------------------------------ building a step's input
-    def _dense_step(self, obs: spaces.BatchTokens):
+    # ------------------------------------------------------------------ a step's input
+    def _dense_step(self, obs: spaces.BatchTokens) -> _Step:
         """[last action token, observation, '|'] for every row: one (N, L + 2) array, no padding."""
         N, L = obs.ids.shape
-        if L not in self.templates:
+        if L not in self.templates:  # the same layout every step
             kinds = np.concatenate([[0], obs.kinds, [Kind.SEPARATOR]]).astype(np.uint8)
-            local = np.concatenate([[-1], np.arange(L), [-1]]).astype(np.int16)
-            img = np.flatnonzero(kinds == Kind.IMAGE)
-            self.templates[L] = (kinds, local, img, np.tile(obs.patch_pos, (N, 1)))
-        kinds, local, img, patch_pos = self.templates[L]
-        kinds = np.broadcast_to(kinds, (N, L + 2)).copy()
-        kinds[:, 0] = self.action_kinds[-1]
+            kinds = np.repeat(kinds[None], N, 0)
+            kinds[:, 0] = self.action_kinds[-1]
+            local = np.repeat(np.concatenate([[-1], np.arange(L), [-1]])[None], N, 0).astype(np.int16)
+            self.templates[L] = (kinds, local, np.isin(kinds, _TARGETS), np.flatnonzero(kinds[0] == Kind.IMAGE),
+                                 np.tile(obs.patch_pos, (N, 1)))
+        kinds, local, loss, img, patch_pos = self.templates[L]
         ids = np.empty((N, L + 2), np.int64)
         ids[:, 0], ids[:, 1:-1], ids[:, -1] = self.last_action, obs.ids, self.tm.separator
         ids[:, img] = self.tm.pad
-        patches = obs.patches.reshape(-1, *obs.patches.shape[2:]) if len(img) else None
-        return ids, kinds, np.broadcast_to(local, (N, L + 2)), patches, patch_pos if len(img) else None, None
+        patches = obs.patches.reshape(-1, *obs.patches.shape[2:])
+        return _Step(ids, kinds, local, patches if len(img) else None, patch_pos if len(img) else None, None, loss)
 
-    def _padded_step(self, seqs: list[Sequence]):
-        """Rows of different lengths (after a reset), padded at the end."""
-        b = collate(seqs, max(len(s) for s in seqs), self.tm)
-        valid = b.kinds.numpy() != Kind.PAD
-        return (b.ids.numpy(), b.kinds.numpy(), b.local_pos.numpy(), b.patches.numpy(), b.patch_pos.numpy(),
-                valid, b.loss_mask.numpy())
+    @staticmethod
+    def _padded_step(seqs: list[Sequence], tm) -> _Step:
+        """Rows of different lengths (after a reset, or windows to re-encode), padded at the end."""
+        b = collate(seqs, max(len(s) for s in seqs), tm)
+        return _Step(b.ids.numpy(), b.kinds.numpy(), b.local_pos.numpy(), b.patches.numpy(), b.patch_pos.numpy(),
+                     b.kinds.numpy() != Kind.PAD, b.loss_mask.numpy())
 
-    def _action_step(self, token: torch.Tensor, i: int):
-        """Action token i of every row, still on the device."""
+    def _action_step(self, token: torch.Tensor, i: int) -> _Step:
+        """Action token i of every row; its ids stay on the device."""
         kinds = np.full((self.n, 1), self.action_kinds[i], np.uint8)
-        return token[:, None], kinds, np.full((self.n, 1), -1, np.int16), None, None, None
+        return _Step(token[:, None], kinds, np.full((self.n, 1), -1, np.int16), None, None, None,
+                     np.ones((self.n, 1), bool))
 
     def _action(self, r: int) -> Sequence:
         """Row r's previous last action token, as a sequence position."""
-        kind = self.action_kinds[-1:]
-        return Sequence.from_tokens(spaces.Tokens(self.last_action[r:r + 1], kind, spaces._NO_PATCHES,
-                                                  spaces._NO_PATCH_POS), kinds=kind)
+        tok = spaces.Tokens.of(self.last_action[r:r + 1], Kind.DISCRETE_OBS)
+        return Sequence.from_tokens(tok, kinds=self.action_kinds[-1:])
 
     # ------------------------------------------------------------------ the cache
-    def _feed(self, ids, kinds, local, patches, patch_pos, valid, loss=None, *, vocab) -> torch.Tensor:
-        """Append (N, T) positions to the cache; logits (N, hi - lo) of ids [lo, hi) = `vocab`
-        after each row's last real position. `ids` may already be a device tensor (action tokens)."""
-        N, T = kinds.shape
+    def _feed(self, step: _Step, *, vocab: tuple[int, int]) -> torch.Tensor:
+        """Append a step's (N, T) positions to the cache; logits (N, hi - lo) of ids [lo, hi) =
+        `vocab` after each row's last real position."""
+        N, T = step.kinds.shape
         if T > self.context:
             raise ValueError(f"{self.spec.name}: a step of {T} tokens does not fit the context of {self.context}")
         if self.cache.length + T > self.context:
             self._reencode(extra=T)
-        n = self.cache.length
-        self.unrecorded.append((n, ids, kinds, local, patches, patch_pos,
-                                np.isin(kinds, _TARGETS) if loss is None else loss))
-        dev = self.device
-        last = torch.from_numpy(valid.sum(1) - 1 if valid is not None else np.full(N, T - 1)).to(dev)
-        ids = ids if torch.is_tensor(ids) else torch.from_numpy(ids)
+        self.unrecorded.append((self.cache.length, step))
+        last = step.valid.sum(1) - 1 if step.valid is not None else np.full(N, T - 1)
+        return self._forward(step, last, vocab)
+
+    def _forward(self, step: _Step, last: np.ndarray, vocab: tuple[int, int]) -> torch.Tensor:
+        def put(a):
+            return None if a is None else (a if torch.is_tensor(a) else torch.from_numpy(a)).to(self.device)
+
         logits, self.cache = self.model(
-            ids.to(dev), torch.from_numpy(kinds).to(dev), torch.from_numpy(local.astype(np.int64)).to(dev),
-            None if patches is None else torch.from_numpy(patches).to(dev),
-            None if patch_pos is None else torch.from_numpy(patch_pos).to(dev),
-            cache=self.cache, valid=None if valid is None else torch.from_numpy(valid).to(dev),
-            logits_at=last, vocab=vocab)
+            put(step.ids), put(step.kinds), put(step.local.astype(np.int64)), put(step.patches), put(step.patch_pos),
+            cache=self.cache, valid=put(step.valid), logits_at=put(last), vocab=vocab)
         return logits
 
     def _flush(self) -> None:
-        """Copy the tokens of fed slots to the host mirror (action ids are read back here, once)."""
-        for n, ids, kinds, local, patches, patch_pos, loss in self.unrecorded:
-            T = kinds.shape[1]
-            ids = ids.cpu().numpy() if torch.is_tensor(ids) else ids.copy()
-            img = kinds == Kind.IMAGE
+        """Copy the tokens of fed slots to the host mirror (sampled action ids are read back here)."""
+        for n, step in self.unrecorded:
+            T = step.kinds.shape[1]
+            ids = step.ids.cpu().numpy() if torch.is_tensor(step.ids) else step.ids.copy()
+            img = step.kinds == Kind.IMAGE
             if img.any():
                 ids[img] = self.num_patches + np.arange(int(img.sum()))  # row-major: the patches' order
-                self.patches.append((patches, patch_pos))
-                self.num_patches += len(patches)
-            self.slot_ids[:, n:n + T], self.slot_kinds[:, n:n + T] = ids, kinds
-            self.slot_local[:, n:n + T], self.slot_loss[:, n:n + T] = local, loss
+                self.patches.append((step.patches, step.patch_pos))
+                self.num_patches += len(step.patches)
+            self.slot_ids[:, n:n + T], self.slot_kinds[:, n:n + T] = ids, step.kinds
+            self.slot_local[:, n:n + T], self.slot_loss[:, n:n + T] = step.local, step.loss
         self.unrecorded = []
 
     def _tokens(self, row: int, idx: np.ndarray) -> Sequence:
@@ -212,35 +211,39 @@ class GatoAgent:
         img = kinds == Kind.IMAGE
         slots = ids[img]
         ids[img] = np.arange(len(slots))
+        patches = np.zeros((0, images.PATCH, images.PATCH, images.CHANNELS), np.float32)
+        patch_pos = np.zeros((0, 4), np.int16)
         if self.patches:
-            all_patches = np.concatenate([p for p, _ in self.patches])
-            all_pos = np.concatenate([q for _, q in self.patches])
-            patches, patch_pos = all_patches[slots], all_pos[slots]
-        else:
-            patches, patch_pos = spaces._NO_PATCHES, spaces._NO_PATCH_POS
+            patches = np.concatenate([p for p, _ in self.patches])[slots]
+            patch_pos = np.concatenate([q for _, q in self.patches])[slots]
         return Sequence(ids, kinds, self.slot_local[row, idx], self.slot_loss[row, idx], patches, patch_pos)
 
     def _reencode(self, extra: int) -> None:
         """Keep each row's newest tokens (leaving room for `extra`) and recompute the cache."""
         self._flush()
-        keep = min(self.keep, self.context - extra)
-        valid = self.cache.valid.cpu().numpy()
-        slots = [np.flatnonzero(v) for v in valid]
-        windows = [self._tokens(r, idx[max(0, len(idx) - max(keep, 0)):]) for r, idx in enumerate(slots)]
+        keep = max(0, min(self.keep, self.context - extra))
+        slots = [np.flatnonzero(v) for v in self.cache.valid.cpu().numpy()]
+        windows = [self._tokens(r, idx[max(0, len(idx) - keep):]) for r, idx in enumerate(slots)]
         self.cache = self.cache.cleared()
         self.patches, self.num_patches = [], 0
         if max(len(w) for w in windows) == 0:
             return
-        step = self._padded_step(windows)
-        self.unrecorded.append((0, *step[:5], step[6]))
+        step = self._padded_step(windows, self.tm)
+        self.unrecorded.append((0, step))
         self._flush()
-        dev = self.device
-        ids, kinds, local, patches, patch_pos, valid, _ = step
-        _, self.cache = self.model(
-            torch.from_numpy(ids).to(dev), torch.from_numpy(kinds).to(dev),
-            torch.from_numpy(local).to(dev), torch.from_numpy(patches).to(dev), torch.from_numpy(patch_pos).to(dev),
-            cache=self.cache, valid=torch.from_numpy(valid).to(dev),
-            logits_at=torch.zeros(self.n, dtype=torch.long, device=dev), vocab=(0, 1))
+        self._forward(step, np.zeros(self.n, np.int64), vocab=(0, 1))  # only the cache is wanted
+
+
+class _Step(NamedTuple):
+    """(N, T) positions fed to the cache at once."""
+
+    ids: np.ndarray | torch.Tensor  # (N, T) int64; PAD at image positions
+    kinds: np.ndarray  # (N, T) uint8
+    local: np.ndarray  # (N, T) int16, -1 where none
+    patches: np.ndarray | None  # (P, 16, 16, 3) in row-major order of the image positions
+    patch_pos: np.ndarray | None  # (P, 4)
+    valid: np.ndarray | None  # (N, T) bool; None: no padding
+    loss: np.ndarray  # (N, T) bool, kept with the tokens for `window`
 
 
 _TARGETS = np.array(TARGET_KINDS, np.uint8)

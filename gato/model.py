@@ -69,9 +69,9 @@ class KVCache:
     def _copy(self, start: int, capacity: int) -> "KVCache":
         """Slots [start, length) moved to the front of new buffers of `capacity` slots."""
         n = self.length - start
-        grown = lambda t: t.new_zeros(*t.shape[:2], capacity, *t.shape[3:]) if t.dim() == 4 \
-            else t.new_zeros(t.shape[0], capacity)  # noqa: E731
-        keys, values, valid = [grown(k) for k in self.key_buf], [grown(v) for v in self.value_buf], grown(self.valid_buf)
+        keys = [k.new_zeros(*k.shape[:2], capacity, k.shape[3]) for k in self.key_buf]
+        values = [v.new_zeros(*v.shape[:2], capacity, v.shape[3]) for v in self.value_buf]
+        valid = self.valid_buf.new_zeros(self.valid_buf.shape[0], capacity)
         for dst, src in zip(keys + values, self.key_buf + self.value_buf):
             dst[:, :, :n] = src[:, :, start:self.length]
         valid[:, :n] = self.valid_buf[:, start:self.length]
@@ -276,8 +276,7 @@ class Gato(nn.Module):
         """Rotary positions (B, T) of new tokens (padding repeats its row's last position) and the
         attention mask (B, 1, T, n+T): causal, real slots only, and every token sees itself (a
         padding query then never has an empty row)."""
-        B, T = valid.shape
-        dev = valid.device
+        T, dev = valid.shape[1], valid.device
         pos = start[:, None] + (valid.long().cumsum(1) - 1).clamp(min=0)
         if slots_valid is None:
             slots_valid = valid

@@ -33,8 +33,8 @@ class CheckedAgent(GatoAgent):
 
     checks = 0
 
-    def _feed(self, *args, vocab, **kw):
-        logits = super()._feed(*args, vocab=vocab, **kw)
+    def _feed(self, step, *, vocab):
+        logits = super()._feed(step, vocab=vocab)
         for r in range(self.n):
             w = self.window(r)
             batch = collate([w], len(w), self.tm)
