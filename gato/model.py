@@ -119,9 +119,11 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.width, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x, pos, past=None, mask=None):
+    def forward(self, x, pos, past=None, mask=None, only=None):
         """`pos`: positions (B, T) or their `rope`. `past`: (key buffer, value buffer, n) of a
-        KVCache layer: this step's keys and values go to slots [n, n+T), attention reads [0, n+T)."""
+        KVCache layer: this step's keys and values go to slots [n, n+T), attention reads [0, n+T).
+        `only` (B,) long: keys and values of every position, the output at only that one per row
+        (B, 1, width) (the last layer when only those logits are wanted; needs `mask`)."""
         B, T, _ = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.h, self.hd).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, hd)
         cos_sin = pos if isinstance(pos, tuple) else rope(pos, self.hd, self.base)
@@ -132,6 +134,9 @@ class Attention(nn.Module):
             kb[:, :, n:n + T] = k
             vb[:, :, n:n + T] = v
             k, v = kb[:, :, :n + T], vb[:, :, :n + T]  # (B, H, n+T, hd), views
+        if only is not None:
+            rows = torch.arange(B, device=x.device)
+            q, mask, T = q[rows, :, only][:, :, None], mask[rows, :, only][:, :, None], 1  # (B, H, 1, hd)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
         return self.proj(y.transpose(1, 2).reshape(B, T, self.h * self.hd)), (k, v)
@@ -155,8 +160,10 @@ class Block(nn.Module):
         self.ln2, self.mlp = nn.LayerNorm(cfg.width), GEGLU(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, pos, past=None, mask=None):
-        a, kv = self.attn(self.ln1(x), pos, past, mask)
+    def forward(self, x, pos, past=None, mask=None, only=None):
+        a, kv = self.attn(self.ln1(x), pos, past, mask, only)
+        if only is not None:  # the residual stream of those positions: (B, 1, width)
+            x = x[torch.arange(x.shape[0], device=x.device), only][:, None]
         x = x + self.drop(a)
         return x + self.drop(self.mlp(self.ln2(x))), kv
 
@@ -263,9 +270,13 @@ class Gato(nn.Module):
             cache.valid_buf[:, n:n + T] = valid
             pos, mask = self._positions(valid, cache.next_pos, cache.valid_buf[:, :n + T], n)
             cos_sin = rope(pos, self.cfg.head_dim, self.cfg.rope_base)
+            one_per_row = logits_at is not None and logits_at.dtype != torch.bool
             for i, block in enumerate(self.blocks):
-                x, _ = block(x, cos_sin, (cache.key_buf[i], cache.value_buf[i], n), mask)
+                only = logits_at if one_per_row and i == len(self.blocks) - 1 else None
+                x, _ = block(x, cos_sin, (cache.key_buf[i], cache.value_buf[i], n), mask, only)
             cache = KVCache(cache.key_buf, cache.value_buf, cache.valid_buf, cache.next_pos + valid.sum(1), n + T)
+            if one_per_row:  # the last block computed only those positions
+                x, logits_at = x[:, 0], None
         if logits_at is not None:
             x = x[logits_at] if logits_at.dtype == torch.bool else x[torch.arange(B, device=dev), logits_at]
         w = self.embed.weight if vocab is None else self.embed.weight[vocab[0]:vocab[1]]

@@ -193,12 +193,15 @@ def test_cleared_cache_reuses_its_buffers_for_a_fresh_sequence():
 
 
 def test_logits_of_one_position_per_row_and_of_an_id_range():
-    m, b = model(), make_batch(steps=1)
+    m, b = model(), make_batch(steps=2)
     full, _ = m(**b)
-    at = torch.tensor([3, 7])
-    out, _ = m(**b, logits_at=at, vocab=(100, 140))
-    assert out.shape == (2, 40)
-    close(out, full[torch.arange(2), at, 100:140], STATE_TOL)
+    at = torch.tensor([3, 17])
+    for use_cache in (False, True):  # with a cache the last block computes only those positions
+        out, cache = m(**chunk(b, 0, 20), logits_at=at, vocab=(100, 140), use_cache=use_cache)
+        assert out.shape == (2, 40)
+        close(out, full[torch.arange(2), at, 100:140], STATE_TOL)
+    after, _ = m(**chunk(b, 20, 25), cache=cache)  # ... and still every position's keys and values
+    close(after, full[:, 20:25], STATE_TOL)
 
 
 def test_invalid_cache_slots_are_ignored():
