@@ -1,5 +1,5 @@
 """The agent: Gato acting in N environments of one task at once. It owns the acting state
-(token history and KV cache); the model stays stateless.
+(the KV cache and a copy of the tokens in its slots); the model stays stateless.
 
 Control loop (paper, section 3): [prompt] [BOS] then per step: observation tokens, '|', and
 the action tokens sampled one at a time, each restricted to the ids that decode to a valid
@@ -10,11 +10,16 @@ keeps its newest `keep` tokens and the cache is recomputed from them (one forwar
 two such re-encodings each logit equals a fresh forward pass over the row's window (the tokens
 since its window start): exact, unlike sliding a cache token by token, whose deeper layers
 remember tokens that have left. Re-encoding every `context - keep` tokens keeps it cheap.
+
+Speed (docs/benchmarks.md): the cache is preallocated and written in place; observations of all
+N environments are tokenized in one vectorised call and actions decoded in one; a step whose
+rows all have the same layout (no reset in it) is built as dense arrays with no per-row Python;
+only the logits of each action token's valid ids are computed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,8 +28,8 @@ from gato.data.episode import TaskSpec
 from gato.data.layout import Sequence
 from gato.data.sampling import collate
 from gato.model import Gato, KVCache
-from gato.tokenization import spaces
-from gato.tokenization.vocab import Kind, as_action_kinds
+from gato.tokenization import images, spaces
+from gato.tokenization.vocab import TARGET_KINDS, Kind, as_action_kinds
 
 
 class GatoAgent:
@@ -35,38 +40,48 @@ class GatoAgent:
         self.model, self.spec, self.n, self.text = model.eval(), spec, num_envs, text
         self.tm = cfg.token_map
         self.ranges = _check_action_space(spec, self.tm)
+        lo, hi = self.tm.continuous_range()
+        self.action_kinds = as_action_kinds(np.array(
+            [Kind.CONTINUOUS_OBS if lo <= a < hi else Kind.DISCRETE_OBS for a, _ in self.ranges], np.uint8))
         self.context, self.keep = cfg.context, keep or cfg.context // 2
         if prompt is not None and len(prompt) + 1 > self.keep:
             raise ValueError(f"prompt of {len(prompt)} tokens does not fit the kept window of {self.keep}")
         self.prompt, self.temperature = prompt, temperature
         self.device = torch.device(device)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        dtype = next(model.parameters()).dtype
+        self.cache = KVCache.empty(cfg, num_envs, self.context, self.device, dtype)
+        # The tokens in the cache's slots, on the host: each row's window for re-encoding and
+        # inspection. IMAGE slots hold an index into self.patches.
+        shape = (num_envs, self.context)
+        self.slot_ids, self.slot_kinds = np.zeros(shape, np.int64), np.zeros(shape, np.uint8)
+        self.slot_local, self.slot_loss = np.zeros(shape, np.int16), np.zeros(shape, bool)
+        self.patches: list[tuple[np.ndarray, np.ndarray]] = []  # (patches, patch_pos) per feed with images
+        self.num_patches = 0
+        self.unrecorded: list[tuple[int, _Step]] = []  # (first slot, step) not yet in the mirror
+        self.templates: dict[int, tuple] = {}
+        self.opening: list[Sequence | None] = [None] * num_envs
+        self.last_action = np.full(num_envs, -1, np.int64)
+        self.steps = [0] * num_envs
         self.reset()
 
     # ------------------------------------------------------------------ state
     def reset(self, rows: list[int] | None = None) -> None:
-        """Start new episodes in `rows` (default all): their history and cache slots are cleared."""
-        rows = range(self.n) if rows is None else rows
-        if not hasattr(self, "history"):
-            self.history: list[list[Sequence]] = [[] for _ in range(self.n)]
-            self.window_start = [0] * self.n
-            self.cache: KVCache | None = None
-            self.pending: list[list[Sequence]] = [[] for _ in range(self.n)]
-            self.steps = [0] * self.n
+        """Start new episodes in `rows` (default all): their cache slots are masked, their
+        positions restart at 0, and their next step opens with [prompt] BOS."""
+        rows = list(range(self.n)) if rows is None else list(rows)
+        opening = Sequence.concat(([self.prompt] if self.prompt is not None else []) +
+                                  [Sequence.special(self.tm.bos, Kind.BOS)])
         for r in rows:
-            start = [self.prompt] if self.prompt is not None else []
-            self.history[r], self.window_start[r], self.steps[r] = [], 0, 0
-            self.pending[r] = start + [Sequence.special(self.tm.bos, Kind.BOS)]
-            if self.cache is not None:
-                self.cache.valid[r] = False
-                self.cache.next_pos[r] = 0
+            self.opening[r], self.last_action[r], self.steps[r] = opening, -1, 0
+        self.cache.valid_buf[rows] = False
+        self.cache.next_pos[rows] = 0
 
     def window(self, row: int) -> Sequence:
         """The tokens row `row` currently conditions on (for inspection and tests)."""
-        if not self.history[row]:
-            return Sequence.special(self.tm.pad, Kind.PAD).slice(0, 0)
-        seq = Sequence.concat(self.history[row])
-        return seq.slice(self.window_start[row], len(seq))
+        self._flush()
+        idx = np.flatnonzero(self.cache.valid[row].cpu().numpy())
+        return self._tokens(row, idx)
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
@@ -74,78 +89,164 @@ class GatoAgent:
         """One action per environment for its observation (a list of N observations)."""
         if len(observations) != self.n:
             raise ValueError(f"expected {self.n} observations, got {len(observations)}")
-        for r, obs in enumerate(observations):
-            o = spaces.encode(self.spec.observation_space, obs, self.tm, text=self.text,
-                              name=f"{self.spec.name}: observation of environment {r} at step {self.steps[r]}")
-            if len(o) > self.model.cfg.max_local_positions:
-                raise ValueError(f"{self.spec.name}: observations have {len(o)} tokens; the model's local "
-                                 f"position table holds {self.model.cfg.max_local_positions}")
-            self.steps[r] += 1
-            self.pending[r] += [Sequence.from_tokens(o, local=True, loss=False),
-                                Sequence.special(self.tm.separator, Kind.SEPARATOR)]
-        logits = self._feed([Sequence.concat(p) for p in self.pending])
-        self.pending = [[] for _ in range(self.n)]
-        chosen = np.zeros((self.n, len(self.ranges)), np.int64)
-        for i, (lo, hi) in enumerate(self.ranges):
-            chosen[:, i] = self._sample(logits, lo, hi)
-            if i + 1 < len(self.ranges):
-                logits = self._feed([self._action_token(c) for c in chosen[:, i]])
-        for r in range(self.n):  # the last action token enters the cache with the next observation
-            self.pending[r].append(self._action_token(chosen[r, -1]))
-        return [spaces.decode(self.spec.action_space, chosen[r], self.tm, text=self.text) for r in range(self.n)]
-
-    def _action_token(self, token_id: int) -> Sequence:
-        """One sampled action token as a sequence position (kind from its id range)."""
-        lo, hi = self.tm.continuous_range()
-        kind = Kind.CONTINUOUS_OBS if lo <= token_id < hi else Kind.DISCRETE_OBS
-        return Sequence.from_tokens(spaces.Tokens.of([int(token_id)], kind),
-                                    kinds=as_action_kinds(np.array([kind], np.uint8)))
-
-    def _sample(self, logits: torch.Tensor, lo: int, hi: int) -> np.ndarray:
-        z = logits[:, lo:hi].float()
-        if not torch.isfinite(z).all():
-            raise FloatingPointError(f"{self.spec.name}: the model produced non-finite logits; no action sent")
-        if self.temperature <= 0:
-            idx = z.argmax(-1)
+        obs = spaces.encode_batch(self.spec.observation_space, observations, self.tm)
+        rows = None if obs is not None else [  # the per-row path names a bad observation
+            spaces.encode(self.spec.observation_space, o, self.tm, text=self.text,
+                          name=f"{self.spec.name}: observation of environment {r} at step {self.steps[r]}")
+            for r, o in enumerate(observations)]
+        longest = obs.ids.shape[1] if obs is not None else max(len(t) for t in rows)
+        if longest > self.model.cfg.max_local_positions:
+            raise ValueError(f"{self.spec.name}: observations have {longest} tokens; the model's local "
+                             f"position table holds {self.model.cfg.max_local_positions}")
+        self.steps = [s + 1 for s in self.steps]
+        if obs is not None and all(o is None for o in self.opening):
+            logits = self._feed(self._dense_step(obs), vocab=self.ranges[0])
         else:
-            idx = torch.multinomial(torch.softmax(z / self.temperature, -1), 1, generator=self.gen)[:, 0]
-        return (idx + lo).cpu().numpy()
+            seqs = [Sequence.concat([self.opening[r] if self.opening[r] is not None else self._action(r),
+                                     Sequence.from_tokens(obs.row(r) if obs is not None else rows[r],
+                                                          local=True, loss=False),
+                                     Sequence.special(self.tm.separator, Kind.SEPARATOR)])
+                    for r in range(self.n)]
+            logits = self._feed(self._padded_step(seqs, self.tm), vocab=self.ranges[0])
+            self.opening = [None] * self.n
+        chosen, finite = [], []
+        for i, (lo, hi) in enumerate(self.ranges):
+            token, ok = self._sample(logits, lo)
+            chosen.append(token)
+            finite.append(ok)
+            if i + 1 < len(self.ranges):
+                logits = self._feed(self._action_step(token, i), vocab=self.ranges[i + 1])
+        if not bool(torch.stack(finite).all()):  # one check per step, before any action leaves
+            raise FloatingPointError(f"{self.spec.name}: the model produced non-finite logits; no action sent")
+        chosen_ids = torch.stack(chosen, 1).cpu().numpy()  # (N, action tokens)
+        self._flush()
+        self.last_action = chosen_ids[:, -1].copy()  # enters the cache with the next observation
+        return spaces.decode_batch(self.spec.action_space, chosen_ids, self.tm)
 
-    def _feed(self, seqs: list[Sequence]) -> torch.Tensor:
-        """Append one sequence per row to the cache; logits (N, vocab) after each row's last token."""
-        longest = max(len(s) for s in seqs)
-        if self.cache is not None and self.cache.length + longest > self.context:
-            self._reencode(extra=longest)
-        for r, s in enumerate(seqs):
-            self.history[r].append(s)
-        batch = collate(seqs, longest, self.tm).to(self.device)
-        valid = batch.kinds != Kind.PAD
-        last = torch.zeros_like(valid)
-        last[torch.arange(self.n, device=self.device), valid.long().sum(1) - 1] = True
-        logits, self.cache = self.model(*batch.inputs(), cache=self.cache, use_cache=True, valid=valid,
-                                        logits_at=last)  # only where the next token is chosen
+    def _sample(self, logits: torch.Tensor, lo: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (N,) from logits (N, hi - lo) of the valid ids, and whether all were finite."""
+        z = logits.float()
+        finite = torch.isfinite(z).all()
+        if self.temperature <= 0:
+            return z.argmax(-1) + lo, finite
+        if not bool(finite):  # a distribution needs finite logits
+            raise FloatingPointError(f"{self.spec.name}: the model produced non-finite logits; no action sent")
+        return torch.multinomial(torch.softmax(z / self.temperature, -1), 1, generator=self.gen)[:, 0] + lo, finite
+
+    # ------------------------------------------------------------------ a step's input
+    def _dense_step(self, obs: spaces.BatchTokens) -> _Step:
+        """[last action token, observation, '|'] for every row: one (N, L + 2) array, no padding."""
+        N, L = obs.ids.shape
+        if L not in self.templates:  # the same layout every step
+            kinds = np.concatenate([[0], obs.kinds, [Kind.SEPARATOR]]).astype(np.uint8)
+            kinds = np.repeat(kinds[None], N, 0)
+            kinds[:, 0] = self.action_kinds[-1]
+            local = np.repeat(np.concatenate([[-1], np.arange(L), [-1]])[None], N, 0).astype(np.int16)
+            self.templates[L] = (kinds, local, np.isin(kinds, _TARGETS), np.flatnonzero(kinds[0] == Kind.IMAGE),
+                                 np.tile(obs.patch_pos, (N, 1)))
+        kinds, local, loss, img, patch_pos = self.templates[L]
+        ids = np.empty((N, L + 2), np.int64)
+        ids[:, 0], ids[:, 1:-1], ids[:, -1] = self.last_action, obs.ids, self.tm.separator
+        ids[:, img] = self.tm.pad
+        patches = obs.patches.reshape(-1, *obs.patches.shape[2:])
+        return _Step(ids, kinds, local, patches if len(img) else None, patch_pos if len(img) else None, None, loss)
+
+    @staticmethod
+    def _padded_step(seqs: list[Sequence], tm) -> _Step:
+        """Rows of different lengths (after a reset, or windows to re-encode), padded at the end."""
+        b = collate(seqs, max(len(s) for s in seqs), tm)
+        return _Step(b.ids.numpy(), b.kinds.numpy(), b.local_pos.numpy(), b.patches.numpy(), b.patch_pos.numpy(),
+                     b.kinds.numpy() != Kind.PAD, b.loss_mask.numpy())
+
+    def _action_step(self, token: torch.Tensor, i: int) -> _Step:
+        """Action token i of every row; its ids stay on the device."""
+        kinds = np.full((self.n, 1), self.action_kinds[i], np.uint8)
+        return _Step(token[:, None], kinds, np.full((self.n, 1), -1, np.int16), None, None, None,
+                     np.ones((self.n, 1), bool))
+
+    def _action(self, r: int) -> Sequence:
+        """Row r's previous last action token, as a sequence position."""
+        tok = spaces.Tokens.of(self.last_action[r:r + 1], Kind.DISCRETE_OBS)
+        return Sequence.from_tokens(tok, kinds=self.action_kinds[-1:])
+
+    # ------------------------------------------------------------------ the cache
+    def _feed(self, step: _Step, *, vocab: tuple[int, int]) -> torch.Tensor:
+        """Append a step's (N, T) positions to the cache; logits (N, hi - lo) of ids [lo, hi) =
+        `vocab` after each row's last real position."""
+        N, T = step.kinds.shape
+        if T > self.context:
+            raise ValueError(f"{self.spec.name}: a step of {T} tokens does not fit the context of {self.context}")
+        if self.cache.length + T > self.context:
+            self._reencode(extra=T)
+        self.unrecorded.append((self.cache.length, step))
+        last = step.valid.sum(1) - 1 if step.valid is not None else np.full(N, T - 1)
+        return self._forward(step, last, vocab)
+
+    def _forward(self, step: _Step, last: np.ndarray, vocab: tuple[int, int]) -> torch.Tensor:
+        def put(a):
+            return None if a is None else (a if torch.is_tensor(a) else torch.from_numpy(a)).to(self.device)
+
+        logits, self.cache = self.model(
+            put(step.ids), put(step.kinds), put(step.local.astype(np.int64)), put(step.patches), put(step.patch_pos),
+            cache=self.cache, valid=put(step.valid), logits_at=put(last), vocab=vocab)
         return logits
+
+    def _flush(self) -> None:
+        """Copy the tokens of fed slots to the host mirror (sampled action ids are read back here)."""
+        for n, step in self.unrecorded:
+            T = step.kinds.shape[1]
+            ids = step.ids.cpu().numpy() if torch.is_tensor(step.ids) else step.ids.copy()
+            img = step.kinds == Kind.IMAGE
+            if img.any():
+                ids[img] = self.num_patches + np.arange(int(img.sum()))  # row-major: the patches' order
+                self.patches.append((step.patches, step.patch_pos))
+                self.num_patches += len(step.patches)
+            self.slot_ids[:, n:n + T], self.slot_kinds[:, n:n + T] = ids, step.kinds
+            self.slot_local[:, n:n + T], self.slot_loss[:, n:n + T] = step.local, step.loss
+        self.unrecorded = []
+
+    def _tokens(self, row: int, idx: np.ndarray) -> Sequence:
+        """Row `row`'s tokens in slots `idx`, as a Sequence with its own patches."""
+        kinds, ids = self.slot_kinds[row, idx], self.slot_ids[row, idx].copy()
+        img = kinds == Kind.IMAGE
+        slots = ids[img]
+        ids[img] = np.arange(len(slots))
+        patches = np.zeros((0, images.PATCH, images.PATCH, images.CHANNELS), np.float32)
+        patch_pos = np.zeros((0, 4), np.int16)
+        if self.patches:
+            patches = np.concatenate([p for p, _ in self.patches])[slots]
+            patch_pos = np.concatenate([q for _, q in self.patches])[slots]
+        return Sequence(ids, kinds, self.slot_local[row, idx], self.slot_loss[row, idx], patches, patch_pos)
 
     def _reencode(self, extra: int) -> None:
         """Keep each row's newest tokens (leaving room for `extra`) and recompute the cache."""
-        keep = min(self.keep, self.context - extra)
-        windows = []
-        for r in range(self.n):
-            seq = Sequence.concat(self.history[r]) if self.history[r] else None
-            if seq is None or len(seq) == 0:
-                windows.append(None)
-                continue
-            start = max(self.window_start[r], len(seq) - keep)
-            self.history[r], self.window_start[r] = [seq], start
-            windows.append(seq.slice(start, len(seq)))
-        longest = max((len(w) for w in windows if w is not None), default=0)
-        if longest == 0:
-            self.cache = None
+        self._flush()
+        keep = max(0, min(self.keep, self.context - extra))
+        slots = [np.flatnonzero(v) for v in self.cache.valid.cpu().numpy()]
+        windows = [self._tokens(r, idx[max(0, len(idx) - keep):]) for r, idx in enumerate(slots)]
+        self.cache = self.cache.cleared()
+        self.patches, self.num_patches = [], 0
+        if max(len(w) for w in windows) == 0:
             return
-        empty = Sequence.special(self.tm.pad, Kind.PAD)
-        batch = collate([w if w is not None else empty for w in windows], longest, self.tm).to(self.device)
-        valid = batch.kinds != Kind.PAD
-        _, self.cache = self.model(*batch.inputs(), use_cache=True, valid=valid)
+        step = self._padded_step(windows, self.tm)
+        self.unrecorded.append((0, step))
+        self._flush()
+        self._forward(step, np.zeros(self.n, np.int64), vocab=(0, 1))  # only the cache is wanted
+
+
+class _Step(NamedTuple):
+    """(N, T) positions fed to the cache at once."""
+
+    ids: np.ndarray | torch.Tensor  # (N, T) int64; PAD at image positions
+    kinds: np.ndarray  # (N, T) uint8
+    local: np.ndarray  # (N, T) int16, -1 where none
+    patches: np.ndarray | None  # (P, 16, 16, 3) in row-major order of the image positions
+    patch_pos: np.ndarray | None  # (P, 4)
+    valid: np.ndarray | None  # (N, T) bool; None: no padding
+    loss: np.ndarray  # (N, T) bool, kept with the tokens for `window`
+
+
+_TARGETS = np.array(TARGET_KINDS, np.uint8)
 
 
 def _check_action_space(spec: TaskSpec, tm) -> list[tuple[int, int]]:

@@ -259,7 +259,7 @@ def _act(preset: str, obs_dim: int, act_dim: int, actions: int, baseline: bool, 
     agent = GatoAgent(model, spec, device=dev)
     rng = np.random.default_rng(0)
     obs = lambda: [rng.normal(size=obs_dim).astype(np.float32)]  # noqa: E731
-    while agent.cache is None or agent.cache.length < cfg.context - 2 * (obs_dim + act_dim + 1):
+    while agent.cache.length < cfg.context - 2 * (obs_dim + act_dim + 1):
         agent.act(obs())  # fill the context
 
     def cached():
@@ -287,17 +287,20 @@ def _act(preset: str, obs_dim: int, act_dim: int, actions: int, baseline: bool, 
 
 
 def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", envs: int = 16, steps: int = 40,
-               json: bool = False) -> dict:
+               rounds: int = 3, json: bool = False) -> dict:
     """Environment steps/s of lock-step evaluation with N environments vs one, same task and model.
 
     An untrained model on MountainCar never reaches the flag, so every episode has the same
-    length on both sides and steps/s is proportional to episodes/s.
+    length on both sides and steps/s is proportional to episodes/s. Each round starts fresh
+    episodes on both sides (the same context lengths), one side after the other; the median
+    round is reported.
 
     Args:
         preset: model preset.
         task: task to roll out.
         envs: environments stepped together.
-        steps: agent steps timed per side (after a warm-up step).
+        steps: agent steps timed per side and round (after a warm-up step).
+        rounds: interleaved rounds (median).
         json: print one JSON object.
     """
     from gato.agent import GatoAgent
@@ -328,8 +331,12 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
                 obs[r] = o
         return n * steps / (time.perf_counter() - start)
 
-    single, batched = rate(1), rate(envs)
-    result = {"bench": "eval", "preset": preset, "task": task, "envs": envs,
+    rates = {1: [], envs: []}
+    for _ in range(rounds):
+        for n in rates:
+            rates[n].append(rate(n))
+    single, batched = statistics.median(rates[1]), statistics.median(rates[envs])
+    result = {"bench": "eval", "preset": preset, "task": task, "envs": envs, "steps": steps, "rounds": rounds,
               "steps_per_s": round(batched, 1), "single_env_steps_per_s": round(single, 1),
               "ratio": round(batched / single, 2)}
     return _report(result, json, f"{preset} on {task}: {batched:.1f} steps/s with {envs} environments, "

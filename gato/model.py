@@ -13,7 +13,6 @@ The KV cache is passed in and returned, never stored on the module.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -24,38 +23,90 @@ from gato.tokenization.images import CHANNELS, PATCH, POSITION_BINS
 from gato.tokenization.vocab import Kind
 
 
-@dataclass
 class KVCache:
-    """Keys and values of past tokens, per layer, plus which slots hold a real token."""
+    """Keys and values of past tokens per layer, in buffers preallocated for `capacity` slots.
 
-    keys: list[torch.Tensor]  # per layer (B, H, S, hd), already rotated
-    values: list[torch.Tensor]  # per layer (B, H, S, hd)
-    valid: torch.Tensor  # (B, S) bool
-    next_pos: torch.Tensor  # (B,) long, rotary position of the next token
+    Slots [0, length) are in use; `valid` marks which of them hold a real token (not padding, not
+    a slot of a row that was reset). A forward pass writes its keys and values into the next free
+    slots in place, so a step costs its own tokens, not a copy of the whole cache. The cache it
+    returns shares the buffers and supersedes the one passed in: extending the old one again
+    would overwrite the same slots. Full buffers grow by doubling; callers that know their
+    context allocate it up front with `empty`.
+    """
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], valid: torch.Tensor,
+                 next_pos: torch.Tensor, length: int | None = None):
+        self.key_buf, self.value_buf = list(keys), list(values)  # per layer (B, H, capacity, hd); keys rotated
+        self.valid_buf = valid  # (B, capacity) bool
+        self.next_pos = next_pos  # (B,) long, rotary position of the next token
+        self.length = valid.shape[1] if length is None else length
+
+    @classmethod
+    def empty(cls, cfg: ModelConfig, batch: int, capacity: int, device=None,
+              dtype: torch.dtype = torch.float32) -> "KVCache":
+        shape = (batch, cfg.num_heads, capacity, cfg.head_dim)
+        return cls([torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)],
+                   [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)],
+                   torch.zeros(batch, capacity, dtype=torch.bool, device=device),
+                   torch.zeros(batch, dtype=torch.long, device=device), length=0)
 
     @property
-    def length(self) -> int:
-        return self.valid.shape[1]
+    def capacity(self) -> int:
+        return self.valid_buf.shape[1]
+
+    @property
+    def keys(self) -> list[torch.Tensor]:  # per layer (B, H, length, hd): views of the buffers
+        return [k[:, :, :self.length] for k in self.key_buf]
+
+    @property
+    def values(self) -> list[torch.Tensor]:
+        return [v[:, :, :self.length] for v in self.value_buf]
+
+    @property
+    def valid(self) -> torch.Tensor:  # (B, length) bool, a view: writing False masks slots
+        return self.valid_buf[:, :self.length]
+
+    def _copy(self, start: int, capacity: int) -> "KVCache":
+        """Slots [start, length) moved to the front of new buffers of `capacity` slots."""
+        n = self.length - start
+        keys = [k.new_zeros(*k.shape[:2], capacity, k.shape[3]) for k in self.key_buf]
+        values = [v.new_zeros(*v.shape[:2], capacity, v.shape[3]) for v in self.value_buf]
+        valid = self.valid_buf.new_zeros(self.valid_buf.shape[0], capacity)
+        for dst, src in zip(keys + values, self.key_buf + self.value_buf):
+            dst[:, :, :n] = src[:, :, start:self.length]
+        valid[:, :n] = self.valid_buf[:, start:self.length]
+        return KVCache(keys, values, valid, self.next_pos, length=n)
+
+    def reserve(self, extra: int) -> "KVCache":
+        """This cache, or a copy in larger buffers, with room for `extra` more slots."""
+        need = self.length + extra
+        return self if need <= self.capacity else self._copy(0, max(need, 2 * self.capacity))
+
+    def cleared(self) -> "KVCache":
+        """No slots in use and positions back at 0, in the same buffers (this cache is then stale):
+        recomputing a window allocates nothing."""
+        return KVCache(self.key_buf, self.value_buf, self.valid_buf, torch.zeros_like(self.next_pos), length=0)
 
     def trim(self, max_len: int) -> "KVCache":
-        """Keep the newest `max_len` slots (the sliding window)."""
+        """Keep the newest `max_len` slots (the sliding window), in new buffers."""
         if max_len < 0:
             raise ValueError(f"cannot trim a KV cache to {max_len} slots")
         if self.length <= max_len:
             return self
-        s = self.length - max_len  # not [-max_len:], which keeps everything for max_len == 0
-        return KVCache([k[:, :, s:] for k in self.keys], [v[:, :, s:] for v in self.values],
-                       self.valid[:, s:], self.next_pos)
+        return self._copy(self.length - max_len, self.capacity)
 
 
-def rotary(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotate pairs of channels of x (B, H, T, hd) by angles pos (B, T) * base^(-2i/hd).
+def rope(pos: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (B, 1, T, hd/2) of the rotary angles pos (B, T) * base^(-2i/hd), computed once
+    per forward for every layer. Angles in float64 so positions far beyond the context stay exact."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=pos.device, dtype=torch.float64) / head_dim)
+    ang = pos.to(torch.float64)[:, None, :, None] * inv_freq
+    return ang.cos().float(), ang.sin().float()
 
-    Angles are computed in float64 so positions far beyond the context stay exact."""
-    hd = x.shape[-1]
-    inv_freq = base ** (-torch.arange(0, hd, 2, device=x.device, dtype=torch.float64) / hd)
-    ang = pos.to(torch.float64)[:, None, :, None] * inv_freq  # (B, 1, T, hd/2)
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+
+def rotary(x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate channel pairs (x[2i], x[2i+1]) of x (..., B, H, T, hd) by the angles of `rope`."""
+    cos, sin = (c.to(x.dtype) for c in cos_sin)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
@@ -68,12 +119,24 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.width, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x, pos, past=None, mask=None):
+    def forward(self, x, pos, past=None, mask=None, only=None):
+        """`pos`: positions (B, T) or their `rope`. `past`: (key buffer, value buffer, n) of a
+        KVCache layer: this step's keys and values go to slots [n, n+T), attention reads [0, n+T).
+        `only` (B,) long: keys and values of every position, the output at only that one per row
+        (B, 1, width) (the last layer when only those logits are wanted; needs `mask`)."""
         B, T, _ = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.h, self.hd).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, hd)
-        q, k = rotary(q, pos, self.base), rotary(k, pos, self.base)
+        qkv = self.qkv(x).view(B, T, 3, self.h, self.hd).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, hd)
+        cos_sin = pos if isinstance(pos, tuple) else rope(pos, self.hd, self.base)
+        q, k = rotary(qkv[:2], cos_sin)  # queries and keys rotated together
+        v = qkv[2]
         if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, H, S+T, hd)
+            kb, vb, n = past
+            kb[:, :, n:n + T] = k
+            vb[:, :, n:n + T] = v
+            k, v = kb[:, :, :n + T], vb[:, :, :n + T]  # (B, H, n+T, hd), views
+        if only is not None:
+            rows = torch.arange(B, device=x.device)
+            q, mask, T = q[rows, :, only][:, :, None], mask[rows, :, only][:, :, None], 1  # (B, H, 1, hd)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
         return self.proj(y.transpose(1, 2).reshape(B, T, self.h * self.hd)), (k, v)
@@ -97,8 +160,10 @@ class Block(nn.Module):
         self.ln2, self.mlp = nn.LayerNorm(cfg.width), GEGLU(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, pos, past=None, mask=None):
-        a, kv = self.attn(self.ln1(x), pos, past, mask)
+    def forward(self, x, pos, past=None, mask=None, only=None):
+        a, kv = self.attn(self.ln1(x), pos, past, mask, only)
+        if only is not None:  # the residual stream of those positions: (B, 1, width)
+            x = x[torch.arange(x.shape[0], device=x.device), only][:, None]
         x = x + self.drop(a)
         return x + self.drop(self.mlp(self.ln2(x))), kv
 
@@ -176,40 +241,59 @@ class Gato(nn.Module):
 
     def forward(self, ids, kinds, local_pos, patches=None, patch_pos=None,
                 cache: KVCache | None = None, use_cache: bool = False,
-                logits_at: torch.Tensor | None = None, valid: torch.Tensor | None = None):
+                logits_at: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+                vocab: tuple[int, int] | None = None):
         """Logits (B, T, vocab) for the next token at every position, and the new cache
-        (None unless `cache` is given or `use_cache`). Image positions (kinds == IMAGE) take
-        their embeddings from `patches` in row-major order of the (B, T) grid. With
-        `logits_at` (B, T) bool, only those positions' logits are computed: (N, vocab).
-        `valid` (B, T) bool marks real tokens when rows are padded (acting on several
-        environments at once): padding gets no rotary position and no one attends to it."""
+        (None unless `cache` is given or `use_cache`; see KVCache). Image positions (kinds ==
+        IMAGE) take their embeddings from `patches` in row-major order of the (B, T) grid.
+        `logits_at` computes only some positions' logits: (B, T) bool -> (N, vocab), or (B,)
+        long, one position per row -> (B, vocab). `vocab` = (lo, hi) computes only the logits of
+        ids [lo, hi) (an agent sampling from a token's valid range). `valid` (B, T) bool marks
+        real tokens when rows are padded (acting on several environments at once): padding gets
+        no rotary position and no one attends to it."""
         B, T = ids.shape
         dev = ids.device
         x = self.embed_inputs(ids, kinds, local_pos, patches, patch_pos)
-        if cache is None and valid is None:  # training: one causal block, flash-attention friendly
-            pos = torch.arange(T, device=dev).expand(B, T)
-            mask, pasts = None, [None] * len(self.blocks)
-            start = torch.zeros(B, dtype=torch.long, device=dev)
-        else:
-            valid = torch.ones(B, T, dtype=torch.bool, device=dev) if valid is None else valid
-            start = cache.next_pos if cache is not None else torch.zeros(B, dtype=torch.long, device=dev)
-            pos = start[:, None] + (valid.long().cumsum(1) - 1).clamp(min=0)
-            causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()
-            new = (causal & valid[:, None, :]) | torch.eye(T, dtype=torch.bool, device=dev)  # (B, T, T)
-            old = cache.valid[:, None, :].expand(B, T, -1) if cache is not None else new[:, :, :0]
-            mask = torch.cat([old, new], dim=2)[:, None]  # (B, 1, T, S+T)
-            pasts = list(zip(cache.keys, cache.values)) if cache is not None else [None] * len(self.blocks)
-        keys, values = [], []
-        for block, past in zip(self.blocks, pasts):
-            x, (k, v) = block(x, pos, past, mask)
-            keys.append(k)
-            values.append(v)
-        if logits_at is not None:
-            x = x[logits_at]  # (N, width)
-        logits = F.linear(self.ln_f(x), self.embed.weight)
         if cache is None and not use_cache:
-            return logits, None
-        if valid is None:
-            valid = torch.ones(B, T, dtype=torch.bool, device=dev)
-        all_valid = valid if cache is None else torch.cat([cache.valid, valid], dim=1)
-        return logits, KVCache(keys, values, all_valid, start + valid.long().sum(1))
+            if valid is None:  # training: one causal block, flash-attention friendly
+                pos, mask = torch.arange(T, device=dev).expand(B, T), None
+            else:
+                pos, mask = self._positions(valid, torch.zeros(B, dtype=torch.long, device=dev), None, 0)
+            cos_sin = rope(pos, self.cfg.head_dim, self.cfg.rope_base)
+            for block in self.blocks:
+                x, _ = block(x, cos_sin, None, mask)
+        else:
+            if cache is None:
+                cache = KVCache.empty(self.cfg, B, max(T, self.cfg.context), dev, x.dtype)
+            cache = cache.reserve(T)
+            n = cache.length
+            if valid is None:
+                valid = torch.ones(B, T, dtype=torch.bool, device=dev)
+            cache.valid_buf[:, n:n + T] = valid
+            pos, mask = self._positions(valid, cache.next_pos, cache.valid_buf[:, :n + T], n)
+            cos_sin = rope(pos, self.cfg.head_dim, self.cfg.rope_base)
+            one_per_row = logits_at is not None and logits_at.dtype != torch.bool
+            for i, block in enumerate(self.blocks):
+                only = logits_at if one_per_row and i == len(self.blocks) - 1 else None
+                x, _ = block(x, cos_sin, (cache.key_buf[i], cache.value_buf[i], n), mask, only)
+            cache = KVCache(cache.key_buf, cache.value_buf, cache.valid_buf, cache.next_pos + valid.sum(1), n + T)
+            if one_per_row:  # the last block computed only those positions
+                x, logits_at = x[:, 0], None
+        if logits_at is not None:
+            x = x[logits_at] if logits_at.dtype == torch.bool else x[torch.arange(B, device=dev), logits_at]
+        w = self.embed.weight if vocab is None else self.embed.weight[vocab[0]:vocab[1]]
+        return F.linear(self.ln_f(x), w), (cache if use_cache or cache is not None else None)
+
+    @staticmethod
+    def _positions(valid, start, slots_valid, n):
+        """Rotary positions (B, T) of new tokens (padding repeats its row's last position) and the
+        attention mask (B, 1, T, n+T): causal, real slots only, and every token sees itself (a
+        padding query then never has an empty row)."""
+        T, dev = valid.shape[1], valid.device
+        pos = start[:, None] + (valid.long().cumsum(1) - 1).clamp(min=0)
+        if slots_valid is None:
+            slots_valid = valid
+        causal = torch.ones(T, n + T, dtype=torch.bool, device=dev).tril(n)  # slot j <= n + i
+        self_slot = torch.zeros(T, n + T, dtype=torch.bool, device=dev)
+        self_slot[:, n:] = torch.eye(T, dtype=torch.bool, device=dev)
+        return pos, ((causal & slots_valid[:, None, :]) | self_slot)[:, None]

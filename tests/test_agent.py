@@ -12,9 +12,11 @@ from gymnasium import spaces
 from gato.agent import GatoAgent
 from gato.config import get_preset
 from gato.data.episode import TaskSpec
+from gato.data.layout import EpisodeLayout, Sequence
 from gato.data.sampling import collate
 from gato.envs import get_task
 from gato.model import Gato
+from gato.tokenization.vocab import Kind
 
 SMALL = dataclasses.replace(get_preset("gato-tiny"), num_layers=2, width=64, num_heads=2, head_dim=32,
                             mlp_hidden=128, context=64, dropout=0.0)
@@ -31,13 +33,13 @@ class CheckedAgent(GatoAgent):
 
     checks = 0
 
-    def _feed(self, seqs):
-        logits = super()._feed(seqs)
+    def _feed(self, step, *, vocab):
+        logits = super()._feed(step, vocab=vocab)
         for r in range(self.n):
             w = self.window(r)
             batch = collate([w], len(w), self.tm)
             fresh, _ = self.model(*batch.inputs())
-            torch.testing.assert_close(logits[r], fresh[0, -1], atol=WINDOW_TOL, rtol=0)
+            torch.testing.assert_close(logits[r], fresh[0, -1, vocab[0]:vocab[1]], atol=WINDOW_TOL, rtol=0)
             CheckedAgent.checks += 1
         return logits
 
@@ -64,6 +66,26 @@ def test_cached_logits_equal_a_fresh_window_long_past_the_context(name):
             obs.append(o)
     assert fed > 4 * SMALL.context and CheckedAgent.checks == 2 * 50 * n_act
     assert len(agent.window(0)) <= SMALL.context
+
+
+def test_image_observations_and_a_prompt_keep_exact_windows_past_the_context():
+    """Patches go through the dense step, the padded step after a reset (with an image prompt),
+    and every re-encoding: each logit still equals a fresh forward over the row's window."""
+    obs_space = spaces.Dict({"pixels": spaces.Box(0, 255, (16, 32, 3), np.uint8),
+                             "state": spaces.Box(-np.inf, np.inf, (3,), np.float32)})
+    spec = TaskSpec("test/pixels", obs_space, spaces.Box(-1, 1, (2,), np.float32))
+    obs_space.seed(0)
+    layout = EpisodeLayout(spec, SMALL.token_map)
+    prompt = Sequence.concat([layout.timestep(obs_space.sample(), np.zeros(2, np.float32)) for _ in range(2)])
+    agent = CheckedAgent(model(1), spec, num_envs=3, keep=24, prompt=prompt.without_loss())
+    CheckedAgent.checks = 0
+    for t in range(30):  # 8 tokens a step: 240 tokens, past the 64-token context three times
+        agent.act([obs_space.sample() for _ in range(3)])
+        if t in (5, 11):
+            agent.reset([t % 3])
+    assert CheckedAgent.checks == 3 * 30 * 2
+    w = agent.window(1)
+    assert (w.kinds == Kind.IMAGE).sum() == len(w.patches) > 0
 
 
 SPACES = [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32), spaces.Box(-2, 5, (3,), np.float32),

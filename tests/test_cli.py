@@ -87,6 +87,15 @@ def test_bench_train_json(capsys):
         result["tokens_per_s"] / result["baseline_tokens_per_s"], rel=0.01)
 
 
+def test_bench_eval_json(capsys):
+    code, out, _ = run(capsys, "bench", "eval", "--envs", "3", "--steps", "2", "--rounds", "1", "--json")
+    assert code == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["bench"] == "eval" and result["envs"] == 3 and result["steps"] == 2
+    assert result["steps_per_s"] > 0 and result["ratio"] == pytest.approx(
+        result["steps_per_s"] / result["single_env_steps_per_s"], rel=0.01)
+
+
 def test_tokenizer_train_cli(capsys, tmp_path):
     corpus = tmp_path / "corpus.txt"
     from gato.tokenization.text import build_default_corpus

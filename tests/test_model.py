@@ -162,6 +162,48 @@ def test_token_by_token_decoding_equals_full_forward():
     close(torch.cat(outs, dim=1), full, STATE_TOL)
 
 
+def test_cache_is_written_in_place_and_grows_when_full():
+    """Decoding writes each token's keys into the preallocated buffers (no copy of the cache per
+    step); past the capacity the buffers grow, and every logit still equals the full forward."""
+    m, b = model(), make_batch(steps=2)
+    T = b["ids"].shape[1]
+    full, _ = m(**b)
+    cache = KVCache.empty(SMALL, 2, capacity=8)
+    ptrs = [k.data_ptr() for k in cache.key_buf]
+    outs = []
+    with torch.no_grad():
+        for t in range(T):
+            out, cache = m(**chunk(b, t, t + 1), cache=cache)
+            outs.append(out)
+            if t < 8:  # within the capacity: the same buffers
+                assert [k.data_ptr() for k in cache.key_buf] == ptrs and cache.capacity == 8
+    assert cache.length == T and cache.capacity >= T and cache.next_pos.tolist() == [T, T]
+    close(torch.cat(outs, dim=1), full, STATE_TOL)
+
+
+def test_cleared_cache_reuses_its_buffers_for_a_fresh_sequence():
+    m, b = model(), make_batch(steps=2)
+    with torch.no_grad():
+        _, cache = m(**make_batch(steps=1, seed=7), use_cache=True)
+        ptr = cache.key_buf[0].data_ptr()
+        out, again = m(**b, cache=cache.cleared())
+        fresh, _ = m(**b)
+    assert again.key_buf[0].data_ptr() == ptr and again.length == b["ids"].shape[1]
+    close(out, fresh, STATE_TOL)
+
+
+def test_logits_of_one_position_per_row_and_of_an_id_range():
+    m, b = model(), make_batch(steps=2)
+    full, _ = m(**b)
+    at = torch.tensor([3, 17])
+    for use_cache in (False, True):  # with a cache the last block computes only those positions
+        out, cache = m(**chunk(b, 0, 20), logits_at=at, vocab=(100, 140), use_cache=use_cache)
+        assert out.shape == (2, 40)
+        close(out, full[torch.arange(2), at, 100:140], STATE_TOL)
+    after, _ = m(**chunk(b, 20, 25), cache=cache)  # ... and still every position's keys and values
+    close(after, full[:, 20:25], STATE_TOL)
+
+
 def test_invalid_cache_slots_are_ignored():
     m, b = model(), make_batch(steps=2)
     T = b["ids"].shape[1]

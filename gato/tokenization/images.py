@@ -46,13 +46,31 @@ def grid_shape(height: int, width: int) -> tuple[int, int]:
 
 def patchify(image: np.ndarray, name: str = "image") -> np.ndarray:
     """Image -> (rows * cols, 16, 16, 3) float32 patches in raster order, values in [-1/4, 1/4]."""
-    img = normalise(image, name)
-    h, w, _ = img.shape
+    return _patches(normalise(image, name)[None])[0]
+
+
+def patchify_batch(images: np.ndarray) -> np.ndarray:
+    """N uint8 images (N, H, W), (N, H, W, 1) or (N, H, W, 3) -> (N, rows * cols, 16, 16, 3),
+    row n equal to patchify(images[n]), in one call."""
+    img = np.asarray(images)
+    if img.ndim == 3:
+        img = img[..., None]
+    if img.dtype != np.uint8 or img.ndim != 4 or img.shape[3] not in (1, CHANNELS):
+        raise ValueError(f"expected uint8 images of shape (N, H, W[, 1 or 3]), got {img.dtype} {img.shape}")
+    out = img.astype(np.float32) / 255.0
+    if out.shape[3] == 1:
+        out = np.repeat(out, CHANNELS, axis=3)
+    return _patches(out)
+
+
+def _patches(img: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) float32 in [0, 1] -> (N, rows * cols, 16, 16, 3), zero-padded to whole patches."""
+    n, h, w, _ = img.shape
     rows, cols = grid_shape(h, w)
-    padded = np.zeros((rows * PATCH, cols * PATCH, CHANNELS), dtype=np.float32)
-    padded[:h, :w] = img
-    patches = padded.reshape(rows, PATCH, cols, PATCH, CHANNELS).transpose(0, 2, 1, 3, 4)
-    return ((patches.reshape(rows * cols, PATCH, PATCH, CHANNELS) * 2.0 - 1.0) / 4.0)
+    padded = np.zeros((n, rows * PATCH, cols * PATCH, CHANNELS), dtype=np.float32)
+    padded[:, :h, :w] = img
+    patches = padded.reshape(n, rows, PATCH, cols, PATCH, CHANNELS).transpose(0, 1, 3, 2, 4, 5)
+    return (patches.reshape(n, rows * cols, PATCH, PATCH, CHANNELS) * 2.0 - 1.0) / 4.0
 
 
 def unpatchify(patches: np.ndarray, rows: int, cols: int) -> np.ndarray:
