@@ -18,7 +18,7 @@ from tyro.conf import Positional
 
 from gato.data.layout import Sequence, document, image_text
 from gato.data.sampling import collate
-from gato.model import Gato
+from gato.model import Gato, KVCache
 from gato.tokenization.spaces import Tokens
 from gato.tokenization.vocab import Kind
 
@@ -53,7 +53,7 @@ def generate(model: Gato, prompts: list[Sequence], max_new_tokens: int, *, eos_i
     done = np.zeros(len(prompts), bool)
     logits, cache = _forward(model, seqs, device, use_cache)
     for step in range(max_new_tokens):
-        tokens = _sample(logits[:, :V], temperature, generator)
+        tokens = _sample(logits, temperature, generator)
         for r, t in enumerate(tokens):
             if not done[r]:
                 done[r] = t == eos_id
@@ -71,19 +71,20 @@ def generate(model: Gato, prompts: list[Sequence], max_new_tokens: int, *, eos_i
         else:
             ids = torch.as_tensor(tokens, device=device)[:, None]
             logits, cache = model(ids, torch.full_like(ids, Kind.TEXT), torch.full_like(ids, -1),
-                                  cache=cache, use_cache=True)
+                                  cache=cache, use_cache=True, vocab=(0, V))
             logits = logits[:, -1]
     return [np.asarray(o, np.int64) for o in out]
 
 
 def _forward(model: Gato, seqs: list[Sequence], device, use_cache: bool):
-    """Logits (B, vocab) after each row's last token, rows padded at the end; and the cache."""
+    """Text logits (B, V) after each row's last token, rows padded at the end; and the cache
+    (preallocated for the whole context, so generating a token copies nothing)."""
     longest = max(len(s) for s in seqs)
     batch = collate(seqs, longest, model.cfg.token_map).to(device)
     valid = batch.kinds != Kind.PAD
-    last = torch.zeros_like(valid)
-    last[torch.arange(len(seqs), device=device), valid.long().sum(1) - 1] = True
-    return model(*batch.inputs(), use_cache=use_cache, valid=valid, logits_at=last)
+    cache = KVCache.empty(model.cfg, len(seqs), model.cfg.context, device) if use_cache else None
+    return model(*batch.inputs(), cache=cache, use_cache=use_cache, valid=valid,
+                 logits_at=valid.long().sum(1) - 1, vocab=(0, model.cfg.text_vocab))
 
 
 def _sample(logits: torch.Tensor, temperature: float, generator) -> np.ndarray:
