@@ -59,7 +59,7 @@ class GatoAgent:
         self.patches: list[tuple[np.ndarray, np.ndarray]] = []  # (patches, patch_pos) per feed with images
         self.num_patches = 0
         self.unrecorded: list[tuple[int, _Step]] = []  # (first slot, step) not yet in the mirror
-        self.templates: dict[int, tuple] = {}
+        self.templates: dict[int, tuple] = {}  # per observation length: the dense step's fixed arrays
         self.opening: list[Sequence | None] = [None] * num_envs
         self.last_action = np.full(num_envs, -1, np.int64)
         self.steps = [0] * num_envs
