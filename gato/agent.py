@@ -28,7 +28,7 @@ from gato.data.episode import TaskSpec
 from gato.data.layout import Sequence
 from gato.data.sampling import collate
 from gato.model import Gato, KVCache
-from gato.tokenization import images, spaces
+from gato.tokenization import batched, images, spaces
 from gato.tokenization.vocab import TARGET_KINDS, Kind, as_action_kinds
 
 
@@ -59,7 +59,7 @@ class GatoAgent:
         self.patches: list[tuple[np.ndarray, np.ndarray]] = []  # (patches, patch_pos) per feed with images
         self.num_patches = 0
         self.unrecorded: list[tuple[int, _Step]] = []  # (first slot, step) not yet in the mirror
-        self.templates: dict[int, tuple] = {}
+        self.templates: dict[int, tuple] = {}  # per observation length: the dense step's fixed arrays
         self.opening: list[Sequence | None] = [None] * num_envs
         self.last_action = np.full(num_envs, -1, np.int64)
         self.steps = [0] * num_envs
@@ -89,7 +89,7 @@ class GatoAgent:
         """One action per environment for its observation (a list of N observations)."""
         if len(observations) != self.n:
             raise ValueError(f"expected {self.n} observations, got {len(observations)}")
-        obs = spaces.encode_batch(self.spec.observation_space, observations, self.tm)
+        obs = batched.encode_batch(self.spec.observation_space, observations, self.tm)
         rows = None if obs is not None else [  # the per-row path names a bad observation
             spaces.encode(self.spec.observation_space, o, self.tm, text=self.text,
                           name=f"{self.spec.name}: observation of environment {r} at step {self.steps[r]}")
@@ -121,7 +121,7 @@ class GatoAgent:
         chosen_ids = torch.stack(chosen, 1).cpu().numpy()  # (N, action tokens)
         self._flush()
         self.last_action = chosen_ids[:, -1].copy()  # enters the cache with the next observation
-        return spaces.decode_batch(self.spec.action_space, chosen_ids, self.tm)
+        return batched.decode_batch(self.spec.action_space, chosen_ids, self.tm)
 
     def _sample(self, logits: torch.Tensor, lo: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (N,) from logits (N, hi - lo) of the valid ids, and whether all were finite."""
@@ -134,7 +134,7 @@ class GatoAgent:
         return torch.multinomial(torch.softmax(z / self.temperature, -1), 1, generator=self.gen)[:, 0] + lo, finite
 
     # ------------------------------------------------------------------ a step's input
-    def _dense_step(self, obs: spaces.BatchTokens) -> _Step:
+    def _dense_step(self, obs: batched.BatchTokens) -> _Step:
         """[last action token, observation, '|'] for every row: one (N, L + 2) array, no padding."""
         N, L = obs.ids.shape
         if L not in self.templates:  # the same layout every step

@@ -96,19 +96,20 @@ class KVCache:
         return self._copy(self.length - max_len, self.capacity)
 
 
-def rope(pos: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (B, 1, T, hd/2) of the rotary angles pos (B, T) * base^(-2i/hd), computed once
-    per forward for every layer. Angles in float64 so positions far beyond the context stay exact."""
+def rope(pos: torch.Tensor, head_dim: int, base: float) -> torch.Tensor:
+    """The rotations (B, 1, T, hd/2) complex64 of the angles pos (B, T) * base^(-2i/hd), computed
+    once per forward for every layer. Angles in float64 so positions far beyond the context stay
+    exact."""
     inv_freq = base ** (-torch.arange(0, head_dim, 2, device=pos.device, dtype=torch.float64) / head_dim)
     ang = pos.to(torch.float64)[:, None, :, None] * inv_freq
-    return ang.cos().float(), ang.sin().float()
+    return torch.polar(torch.ones_like(ang), ang).to(torch.complex64)
 
 
-def rotary(x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate channel pairs (x[2i], x[2i+1]) of x (..., B, H, T, hd) by the angles of `rope`."""
-    cos, sin = (c.to(x.dtype) for c in cos_sin)
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+def rotary(x: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (x[2i], x[2i+1]) of x (..., B, H, T, hd) by `rope`'s rotations: one
+    complex product (x[2i] + i x[2i+1]) * (cos + i sin), in float32."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * turn).flatten(-2).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -126,8 +127,8 @@ class Attention(nn.Module):
         (B, 1, width) (the last layer when only those logits are wanted; needs `mask`)."""
         B, T, _ = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.h, self.hd).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, hd)
-        cos_sin = pos if isinstance(pos, tuple) else rope(pos, self.hd, self.base)
-        q, k = rotary(qkv[:2], cos_sin)  # queries and keys rotated together
+        turn = rope(pos, self.hd, self.base) if not pos.is_complex() else pos
+        q, k = rotary(qkv[:2], turn)  # queries and keys rotated together
         v = qkv[2]
         if past is not None:
             kb, vb, n = past
@@ -259,9 +260,9 @@ class Gato(nn.Module):
                 pos, mask = torch.arange(T, device=dev).expand(B, T), None
             else:
                 pos, mask = self._positions(valid, torch.zeros(B, dtype=torch.long, device=dev), None, 0)
-            cos_sin = rope(pos, self.cfg.head_dim, self.cfg.rope_base)
+            turn = rope(pos, self.cfg.head_dim, self.cfg.rope_base)
             for block in self.blocks:
-                x, _ = block(x, cos_sin, None, mask)
+                x, _ = block(x, turn, None, mask)
         else:
             if cache is None:
                 cache = KVCache.empty(self.cfg, B, max(T, self.cfg.context), dev, x.dtype)
@@ -271,11 +272,11 @@ class Gato(nn.Module):
                 valid = torch.ones(B, T, dtype=torch.bool, device=dev)
             cache.valid_buf[:, n:n + T] = valid
             pos, mask = self._positions(valid, cache.next_pos, cache.valid_buf[:, :n + T], n)
-            cos_sin = rope(pos, self.cfg.head_dim, self.cfg.rope_base)
+            turn = rope(pos, self.cfg.head_dim, self.cfg.rope_base)
             one_per_row = logits_at is not None and logits_at.dtype != torch.bool
             for i, block in enumerate(self.blocks):
                 only = logits_at if one_per_row and i == len(self.blocks) - 1 else None
-                x, _ = block(x, cos_sin, (cache.key_buf[i], cache.value_buf[i], n), mask, only)
+                x, _ = block(x, turn, (cache.key_buf[i], cache.value_buf[i], n), mask, only)
             cache = KVCache(cache.key_buf, cache.value_buf, cache.valid_buf, cache.next_pos + valid.sum(1), n + T)
             if one_per_row:  # the last block computed only those positions
                 x, logits_at = x[:, 0], None

@@ -8,7 +8,8 @@ from gymnasium import spaces
 from test_tokenization import SPACES, TM  # the same spaces the per-row tests cover
 
 from gato.tokenization import Kind, decode, encode, images, token_ranges
-from gato.tokenization.spaces import ACTION, OBSERVATION, decode_batch, encode_batch
+from gato.tokenization.batched import decode_batch, encode_batch
+from gato.tokenization.spaces import ACTION, OBSERVATION
 
 N = 5
 IMAGE_SPACES = {
