@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     fn = _load(COMMANDS[key][0])
     try:
         tyro.cli(fn, args=argv[len(key):], prog=f"gato {' '.join(key)}")
-    except (ValueError, FileNotFoundError, TypeError, MemoryError) as e:
+    except (ValueError, FileNotFoundError, TypeError, FloatingPointError, MemoryError) as e:
         if os.environ.get("GATO_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)

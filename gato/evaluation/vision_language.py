@@ -39,7 +39,8 @@ def evaluate_vl(model, text, data: Path, *, sets: tuple[str, ...] = (), max_exam
 def _load(data, name, split, limit):
     from gato.data.vision_language import load_set
 
-    return load_set(data, name, split).records[:limit] if limit > 0 else load_set(data, name, split).records
+    records = load_set(data, name, split).records
+    return records[:limit] if limit > 0 else records
 
 
 def _generate(model, text, prompts, batch_size: int, max_tokens: int) -> list[str]:
