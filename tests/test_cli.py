@@ -114,12 +114,13 @@ def test_demo_pipeline_resumes_and_reuses_finished_stages(capsys, tmp_path):
 
     small = dict(out=tmp_path, tasks=("control/cartpole", "control/mountaincar"), episodes=2, steps=6,
                  batch_size=2, context=64, eval_episodes=1, vl_limit=12, vl_examples=2, workers=1, videos=0)
-    stopped = demo(**small, train_minutes=0)  # as if interrupted during training
-    assert stopped["stage"] == "train"
-    assert "run the demo again" in capsys.readouterr().out
+    early = demo(**small, train_minutes=0)  # out of training time: it still ends with a report
+    assert "Run the demo again" in capsys.readouterr().out
+    assert early["checkpoint"].endswith("step_00000001")
     results = demo(**small)
     out = capsys.readouterr().out
-    assert "resuming at step" in out and (tmp_path / "eval" / "report.md").exists()
+    assert "resuming at step 1" in out and (tmp_path / "eval" / "report.md").exists()
+    assert results["checkpoint"].endswith("step_00000006")
     assert set(results["tasks"]) == {"control/cartpole", "control/mountaincar"}
     assert {"text/corpus", "vl/scenes-vqa"} <= set(results["vision_language"])
     assert "above 50%" in out and "VQA" in out

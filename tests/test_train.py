@@ -226,6 +226,15 @@ def test_checkpoint_meta(straight_run):
     assert meta["step"] == RESUME.steps
 
 
+def test_loaded_model_acts_within_its_training_context(straight_run):
+    """Trained on 48-token rows, a 128-context model acts and generates in 48-token windows."""
+    from gato.training.trainer import load_model
+
+    _, run = straight_run
+    model, meta = load_model(run)
+    assert meta["model"]["context"] == 128 and model.cfg.context == RESUME.context == 48
+
+
 def test_truncated_weights_fail_clearly_on_restore(straight_run, tmp_path, text):
     _, run = straight_run
     bad = tmp_path / "bad"

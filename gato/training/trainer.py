@@ -289,6 +289,9 @@ class Trainer:
                               if k not in ("loss", "n", "tokens") and float(v[1]) > 0}}
                     history.append(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+                    if main and bar.disable:  # a log file still gets one line per log_every steps
+                        print(f"step {self.step}/{self.cfg.steps} loss {rec['loss']:.3f} "
+                              f"tokens/s {rec['tokens_per_s']:.0f}", flush=True)
                     if writer:
                         for k, v in rec.items():
                             if k != "step":
@@ -341,7 +344,11 @@ def load_model(path: Path, device: str = "cpu") -> tuple[Gato, dict]:
     if not (path / "model.safetensors").exists() and path.is_dir():
         path = ckpt.latest_checkpoint(path) or path
     meta = ckpt.load_meta(path)
-    model = Gato(ModelConfig.from_dict(meta["model"]))
+    cfg = ModelConfig.from_dict(meta["model"])
+    # Act and generate within the window it was trained on: rotary attention has never seen
+    # distances past the training context, and they degrade it.
+    trained = meta.get("train", {}).get("context") or cfg.context
+    model = Gato(dataclasses.replace(cfg, context=min(cfg.context, trained)))
     ckpt.load_model_weights(model, path)
     return model.to(device).eval(), meta
 
