@@ -235,6 +235,27 @@ def test_loaded_model_acts_within_its_training_context(straight_run):
     assert meta["model"]["context"] == 128 and model.cfg.context == RESUME.context == 48
 
 
+def test_checkpoint_carries_its_tokenizer(straight_run, tmp_path):
+    import json
+
+    from gato.training.trainer import TOKENIZER_FILE, load_tokenizer
+
+    _, run = straight_run
+    src = ckpt.latest_checkpoint(run)
+    assert (src / TOKENIZER_FILE).read_bytes() == TextTokenizer.default().to_bytes()
+    assert load_tokenizer(run).sha256 == TextTokenizer.default().sha256
+    copy = tmp_path / "copy"
+    shutil.copytree(src, copy)
+    meta = json.loads((copy / "config.json").read_text())
+    meta["tokenizer"]["sha256"] = "0" * 64  # as if trained with another tokenizer
+    (copy / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="trained with tokenizer"):
+        load_tokenizer(copy)
+    (copy / TOKENIZER_FILE).unlink()
+    with pytest.raises(ValueError, match=TOKENIZER_FILE):
+        load_tokenizer(copy)
+
+
 def test_truncated_weights_fail_clearly_on_restore(straight_run, tmp_path, text):
     _, run = straight_run
     bad = tmp_path / "bad"

@@ -19,15 +19,10 @@ RESULTS_VERSION = 1
 
 def _load(checkpoint: Path, device: str):
     """Model, checkpoint meta and the text tokenizer it was trained with (checked by hash)."""
-    from gato.tokenization.text import TextTokenizer
-    from gato.training.trainer import load_model
+    from gato.training.trainer import load_model, load_tokenizer
 
     model, meta = load_model(Path(checkpoint), device)
-    text = TextTokenizer.default()
-    if meta.get("tokenizer", {}).get("sha256") != text.sha256:
-        raise ValueError(f"{checkpoint}: trained with tokenizer {meta.get('tokenizer')}, not the default one "
-                         f"({text.reference()}); evaluation needs the same tokenizer")
-    return model, meta, text
+    return model, meta, load_tokenizer(Path(checkpoint))
 
 
 def _prompt(data: Path | None, task_name: str, spec: TaskSpec, model_cfg, text):

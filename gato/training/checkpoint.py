@@ -127,10 +127,12 @@ def unflatten_state(tensors: dict[str, torch.Tensor], skeleton: Any) -> Any:
     return dec(skeleton)
 
 
-def save_checkpoint(directory: Path, *, weights: dict[str, torch.Tensor], meta: dict, state: dict | None = None) -> Path:
+def save_checkpoint(directory: Path, *, weights: dict[str, torch.Tensor], meta: dict, state: dict | None = None,
+                    files: dict[str, bytes] | None = None) -> Path:
     """Atomically write a checkpoint folder (replacing one of the same name) and return it.
 
-    ``meta`` must be JSON-able; its keys ``format`` and ``version`` are reserved. An existing folder
+    ``meta`` must be JSON-able; its keys ``format`` and ``version`` are reserved. ``files`` are
+    extra files written beside the weights (the text tokenizer, so a checkpoint is self-contained). An existing folder
     is renamed aside to ``<name>.old-<pid>``, the new one renamed in, then the old one deleted; a
     crash between those renames leaves both under ignored names, never a half-written ``<name>``.
     """
@@ -150,6 +152,9 @@ def save_checkpoint(directory: Path, *, weights: dict[str, torch.Tensor], meta: 
             tensors, skeleton = flatten_state(state)
             _write_tensors(tmp / _STATE, tensors)
             _write_text(tmp / _STATE_JSON, json.dumps({"format": FORMAT, "version": VERSION, "skeleton": skeleton}))
+        for name, data in (files or {}).items():
+            (tmp / name).write_bytes(data)
+            _fsync(tmp / name)
         _write_text(tmp / _CONFIG, config)  # last: its presence marks a complete folder
         _fsync(tmp)
         if directory.exists():

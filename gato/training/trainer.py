@@ -77,6 +77,7 @@ class TrainConfig:
             raise ValueError(f"parallel must be auto, ddp or fsdp, got {self.parallel!r}")
 
 
+TOKENIZER_FILE = "tokenizer.model"  # every checkpoint carries its text tokenizer
 EXECUTION_FIELDS = ("steps", "grad_accum", "parallel", "activation_checkpointing", "compile", "workers")
 
 
@@ -176,7 +177,7 @@ class Trainer:
 
         def write() -> Path:
             path = ckpt.save_checkpoint(run_dir / ckpt.checkpoint_name(self.step), weights=weights,
-                                        meta=self.meta(), state=state)
+                                        meta=self.meta(), state=state, files={TOKENIZER_FILE: self.text.to_bytes()})
             done = sorted(p for p in run_dir.glob("step_*") if p.is_dir() and "tmp" not in p.name)
             for old in done[:-self.cfg.keep_checkpoints]:
                 shutil.rmtree(old)
@@ -336,13 +337,19 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)
 
 
+def checkpoint_folder(path: Path) -> Path:
+    """`path` itself if it is a checkpoint folder, else the newest checkpoint of the run folder."""
+    path = Path(path)
+    if not (path / "model.safetensors").exists() and path.is_dir():
+        path = ckpt.latest_checkpoint(path) or path
+    return path
+
+
 def load_model(path: Path, device: str = "cpu") -> tuple[Gato, dict]:
     """A trained model in eval mode and its checkpoint meta (config, token map, tokenizer).
 
     `path` is a checkpoint folder or a run folder (its newest checkpoint is used)."""
-    path = Path(path)
-    if not (path / "model.safetensors").exists() and path.is_dir():
-        path = ckpt.latest_checkpoint(path) or path
+    path = checkpoint_folder(path)
     meta = ckpt.load_meta(path)
     cfg = ModelConfig.from_dict(meta["model"])
     # Act and generate within the window it was trained on: rotary attention has never seen
@@ -351,6 +358,19 @@ def load_model(path: Path, device: str = "cpu") -> tuple[Gato, dict]:
     model = Gato(dataclasses.replace(cfg, context=min(cfg.context, trained)))
     ckpt.load_model_weights(model, path)
     return model.to(device).eval(), meta
+
+
+def load_tokenizer(path: Path) -> TextTokenizer:
+    """The text tokenizer a checkpoint was trained with: its own copy (checked against the hash in
+    its config), or the committed default for checkpoints that carry none."""
+    path = checkpoint_folder(path)
+    ref = ckpt.load_meta(path).get("tokenizer", {})
+    own = path / TOKENIZER_FILE
+    text = TextTokenizer.from_file(own) if own.exists() else TextTokenizer.default()
+    if ref.get("sha256") != text.sha256:
+        raise ValueError(f"{path}: trained with tokenizer {ref}, but {text.source} has sha256 {text.sha256}; "
+                         f"put that tokenizer's .model file in the checkpoint as {TOKENIZER_FILE}")
+    return text
 
 
 def _diff(a: dict, b: dict) -> str:
