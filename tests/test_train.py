@@ -256,6 +256,17 @@ def test_checkpoint_carries_its_tokenizer(straight_run, tmp_path):
         load_tokenizer(copy)
 
 
+def test_export_keeps_what_acting_needs(straight_run, tmp_path):
+    from gato.training.trainer import TOKENIZER_FILE, export, load_model
+
+    _, run = straight_run
+    out = export(run, tmp_path / "shared")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", TOKENIZER_FILE]
+    model, meta = load_model(out)
+    assert meta["step"] == RESUME.steps
+    assert_same_state(model.state_dict(), ckpt.load_weights(ckpt.latest_checkpoint(run)), "weights")
+
+
 def test_truncated_weights_fail_clearly_on_restore(straight_run, tmp_path, text):
     _, run = straight_run
     bad = tmp_path / "bad"

@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 from tqdm import tqdm
+from tyro.conf import Positional
 
 from gato.config import ModelConfig, get_preset
 from gato.data.loader import step_batches
@@ -371,6 +372,23 @@ def load_tokenizer(path: Path) -> TextTokenizer:
         raise ValueError(f"{path}: trained with tokenizer {ref}, but {text.source} has sha256 {text.sha256}; "
                          f"put that tokenizer's .model file in the checkpoint as {TOKENIZER_FILE}")
     return text
+
+
+def export(checkpoint: Positional[Path], out: Path) -> Path:
+    """Write a checkpoint for sharing: its weights, config and tokenizer, without the optimizer and
+    data state that only resuming needs (a third of the size). `gato eval`, `play`, `chat` and
+    `caption` take the result like any checkpoint.
+
+    Args:
+        checkpoint: checkpoint folder, or a run folder (its newest checkpoint).
+        out: the folder to write (replaced atomically if it exists).
+    """
+    src = checkpoint_folder(checkpoint)
+    meta, text = ckpt.load_meta(src), load_tokenizer(src)
+    path = ckpt.save_checkpoint(Path(out), weights=ckpt.load_weights(src), meta=meta,
+                                files={TOKENIZER_FILE: text.to_bytes()})
+    print(f"exported {src} (step {meta.get('step')}) -> {path}")
+    return path
 
 
 def _diff(a: dict, b: dict) -> str:
