@@ -21,17 +21,12 @@ Tried and dropped (far below the suite's learned experts): finger-spin (open-loo
 from __future__ import annotations
 
 import functools
-import os
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from gato.envs.registry import Task, register
-
-# Headless rendering: MuJoCo and dm_control pick their OpenGL backend once, at first import
-# (so both are imported only below, when an environment or expert is made).
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 class DMCEnv(gym.Env):
