@@ -7,6 +7,7 @@ replaces its entry and keeps the others.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -17,6 +18,12 @@ import numpy as np
 
 VERSION = 1
 DEFAULT_FILE = Path(str(resources.files("gato.envs") / "scores.json"))
+
+
+def scores_file_id(path: Path | None = None) -> dict:
+    """Which reference scores a result was normalised with: the file's format version and hash."""
+    path = Path(path or DEFAULT_FILE)
+    return {"version": VERSION, "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None}
 
 
 def load_scores(path: Path | None = None) -> dict[str, dict]:

@@ -107,7 +107,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         vl_examples: held-out examples scored per set and split (0: all).
     """
     from gato.envs import resolve
-    from gato.envs.scores import load_scores
+    from gato.envs.scores import load_scores, scores_file_id
 
     model, meta, text = _load(checkpoint, device)
     ref = load_scores()
@@ -138,7 +138,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         results["videos"][task.name] = str(Path(v["video"]).relative_to(Path(out)))
     results["vision_language"] = _vision_language(model, text, data, vl_examples, seed) if vl and data else {}
     results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
-                   episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1))
+                   episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
+                   scores_file=scores_file_id())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".results.json.tmp-{os.getpid()}"
