@@ -118,6 +118,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
         probe.close()
         prompt = _prompt(data, task.name, spec, model.cfg, text)
+        if data is not None and prompt is None:
+            print(f"{task.name}: no training episodes in {data}, so no prompt (collect the task to prompt it)")
         eps = rollout(model, task, spec, episodes, envs, text=text, prompt=prompt, temperature=temperature,
                       seed=seed, device=device)
         rets = np.array([e["return"] for e in eps])
@@ -139,6 +141,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
     results["vision_language"] = _vision_language(model, text, data, vl_examples, seed) if vl and data else {}
     results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
                    episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
+                   seed=seed, envs=envs, data=None if data is None else str(data), vl_examples=vl_examples,
                    scores_file=scores_file_id())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +191,7 @@ def _aggregate(per_task: dict) -> dict:
                         "curve": {"thresholds": t.tolist(), "tasks_at_or_above": counts.tolist()}}}
 
 
-def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("runs/play"), seed: int = 0,
+def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("runs/play"), seed: int = 100_000,
          data: Path | None = None, temperature: float = 0.0, max_frames: int = 400, device: str = "cpu") -> dict:
     """Run one episode of TASK with a checkpoint and save its video (GIF) for a quick look.
 
@@ -196,7 +199,7 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
         checkpoint: checkpoint folder or run folder.
         task: task name (see `gato tasks`).
         out: folder for the GIF.
-        seed: reset seed.
+        seed: reset seed (default: that of `gato eval`'s first episode, apart from collection seeds).
         data: dataset root for the prompt (optional).
         temperature: 0 for greedy action tokens.
         max_frames: frames kept in the GIF (evenly subsampled).
