@@ -40,7 +40,10 @@ def _load(data, name, split, limit):
     from gato.data.vision_language import load_set
 
     records = load_set(data, name, split).records
-    return records[:limit] if limit > 0 else records
+    if 0 < limit < len(records):  # a fixed random subset: a split's first records can be atypical
+        keep = np.sort(np.random.default_rng(0).choice(len(records), limit, replace=False))
+        records = [records[i] for i in keep]
+    return records
 
 
 def _generate(model, text, prompts, batch_size: int, max_tokens: int) -> list[str]:
