@@ -50,10 +50,12 @@ def generate(model: Gato, prompts: list[Sequence], max_new_tokens: int, *, eos_i
     device = next(model.parameters()).device
     seqs = [p.slice(max(0, len(p) - (ctx - 1)), len(p)) for p in prompts]  # room for one new token
     out: list[list[int]] = [[] for _ in prompts]
+    sampled: list[np.ndarray] = []  # each step's tokens (B,), EOS and after included
     done = np.zeros(len(prompts), bool)
     logits, cache = _forward(model, seqs, device, use_cache)
     for step in range(max_new_tokens):
         tokens = _sample(logits, temperature, generator)
+        sampled.append(tokens)
         for r, t in enumerate(tokens):
             if not done[r]:
                 done[r] = t == eos_id
@@ -61,19 +63,26 @@ def generate(model: Gato, prompts: list[Sequence], max_new_tokens: int, *, eos_i
                     out[r].append(int(t))
         if done.all() or step == max_new_tokens - 1:
             break
-        new = [Sequence.from_tokens(Tokens.of(np.array([t]), Kind.TEXT)) for t in tokens]
-        seqs = [Sequence.concat([s, n]) for s, n in zip(seqs, new)]
-        if not use_cache:
-            logits, _ = _forward(model, [s.slice(max(0, len(s) - ctx), len(s)) for s in seqs], device, False)
-        elif cache.length + 1 > ctx:  # slide: keep each row's newest half, recompute the cache
-            seqs = [s.slice(len(s) - ctx // 2, len(s)) for s in seqs]
-            logits, cache = _forward(model, seqs, device, True)
+        if not use_cache or cache.length + 1 > ctx:
+            # Recompute from the prompt window and the tokens since: all of the context (the
+            # baseline), or each row's newest half (sliding: then the cache goes on from there).
+            keep = ctx if not use_cache else ctx // 2
+            seqs = [_extend(s, [t[r] for t in sampled], keep) for r, s in enumerate(seqs)]
+            sampled = []
+            logits, new_cache = _forward(model, seqs, device, use_cache)
+            cache = new_cache if use_cache else None
         else:
             ids = torch.as_tensor(tokens, device=device)[:, None]
             logits, cache = model(ids, torch.full_like(ids, Kind.TEXT), torch.full_like(ids, -1),
                                   cache=cache, use_cache=True, vocab=(0, V))
             logits = logits[:, -1]
     return [np.asarray(o, np.int64) for o in out]
+
+
+def _extend(seq: Sequence, tokens: list, keep: int) -> Sequence:
+    """`seq` followed by text `tokens`, its newest `keep` positions."""
+    s = Sequence.concat([seq, Sequence.from_tokens(Tokens.of(np.asarray(tokens, np.int64), Kind.TEXT))])
+    return s.slice(max(0, len(s) - keep), len(s))
 
 
 def _forward(model: Gato, seqs: list[Sequence], device, use_cache: bool):

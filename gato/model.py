@@ -154,12 +154,17 @@ class GEGLU(nn.Module):
         return self.proj(a * F.gelu(gate))
 
 
+def _dropout(p: float) -> nn.Module:
+    """No module call at all when there is no dropout (acting pays per call, token by token)."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.ln1, self.attn = nn.LayerNorm(cfg.width), Attention(cfg)
         self.ln2, self.mlp = nn.LayerNorm(cfg.width), GEGLU(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = _dropout(cfg.dropout)
 
     def forward(self, x, pos, past=None, mask=None, only=None):
         a, kv = self.attn(self.ln1(x), pos, past, mask, only)
@@ -197,7 +202,7 @@ class Gato(nn.Module):
         self.patch_row = nn.Embedding(POSITION_BINS, cfg.width)
         self.patch_col = nn.Embedding(POSITION_BINS, cfg.width)
         self.local_pos = nn.Embedding(cfg.max_local_positions, cfg.width)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = _dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.ln_f = nn.LayerNorm(cfg.width)
         self.apply(self._init)
@@ -291,6 +296,10 @@ class Gato(nn.Module):
         attention mask (B, 1, T, n+T): causal, real slots only, and every token sees itself (a
         padding query then never has an empty row)."""
         T, dev = valid.shape[1], valid.device
+        if T == 1 and slots_valid is not None:  # one new token a row (acting, generating)
+            mask = slots_valid.clone()
+            mask[:, n] = True
+            return start[:, None].clone(), mask[:, None, None]
         pos = start[:, None] + (valid.long().cumsum(1) - 1).clamp(min=0)
         if slots_valid is None:
             slots_valid = valid
