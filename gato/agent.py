@@ -66,6 +66,7 @@ class GatoAgent:
         self.reset()
 
     # ------------------------------------------------------------------ state
+    @torch.inference_mode()  # the cache's tensors are made in inference mode by `act`
     def reset(self, rows: list[int] | None = None) -> None:
         """Start new episodes in `rows` (default all): their cache slots are masked, their
         positions restart at 0, and their next step opens with [prompt] BOS."""
@@ -84,7 +85,7 @@ class GatoAgent:
         return self._tokens(row, idx)
 
     # ------------------------------------------------------------------ acting
-    @torch.no_grad()
+    @torch.inference_mode()  # less per-op bookkeeping than no_grad: acting runs op by op
     def act(self, observations: list[Any]) -> list[Any]:
         """One action per environment for its observation (a list of N observations)."""
         if len(observations) != self.n:
@@ -126,7 +127,7 @@ class GatoAgent:
     def _sample(self, logits: torch.Tensor, lo: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (N,) from logits (N, hi - lo) of the valid ids, and whether all were finite."""
         z = logits.float()
-        finite = torch.isfinite(z).all()
+        finite = torch.isfinite(z.amax(-1)).all()  # NaN and +inf reach the max
         if self.temperature <= 0:
             return z.argmax(-1) + lo, finite
         if not bool(finite):  # a distribution needs finite logits

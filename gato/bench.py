@@ -265,7 +265,7 @@ def _act(preset: str, obs_dim: int, act_dim: int, actions: int, baseline: bool, 
     def cached():
         agent.act(obs())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def recompute():  # what an agent without a cache does: a full-window forward per action token
         window = agent.window(0)
         w = window.slice(max(0, len(window) - cfg.context), len(window))

@@ -12,6 +12,7 @@ The KV cache is passed in and returned, never stored on the module.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -100,9 +101,15 @@ def rope(pos: torch.Tensor, head_dim: int, base: float) -> torch.Tensor:
     """The rotations (B, 1, T, hd/2) complex64 of the angles pos (B, T) * base^(-2i/hd), computed
     once per forward for every layer. Angles in float64 so positions far beyond the context stay
     exact."""
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=pos.device, dtype=torch.float64) / head_dim)
-    ang = pos.to(torch.float64)[:, None, :, None] * inv_freq
+    ang = pos.to(torch.float64)[:, None, :, None] * _inv_freq(head_dim, base, pos.device)
     return torch.polar(torch.ones_like(ang), ang).to(torch.complex64)
+
+
+@functools.cache
+def _inv_freq(head_dim: int, base: float, device: torch.device) -> torch.Tensor:
+    """base^(-2i/hd), i < hd/2, float64: the same for every forward (never written to)."""
+    with torch.inference_mode(False), torch.no_grad():
+        return base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float64) / head_dim)
 
 
 def rotary(x: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
@@ -135,11 +142,12 @@ class Attention(nn.Module):
             kb[:, :, n:n + T] = k
             vb[:, :, n:n + T] = v
             k, v = kb[:, :, :n + T], vb[:, :, :n + T]  # (B, H, n+T, hd), views
-        if only is not None:
+        if only is not None and T > 1:
             rows = torch.arange(B, device=x.device)
             q, mask, T = q[rows, :, only][:, :, None], mask[rows, :, only][:, :, None], 1  # (B, H, 1, hd)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
+        causal = mask is None and T > 1  # one query with no mask sees every slot
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         return self.proj(y.transpose(1, 2).reshape(B, T, self.h * self.hd)), (k, v)
 
 
@@ -294,9 +302,11 @@ class Gato(nn.Module):
     def _positions(valid, start, slots_valid, n):
         """Rotary positions (B, T) of new tokens (padding repeats its row's last position) and the
         attention mask (B, 1, T, n+T): causal, real slots only, and every token sees itself (a
-        padding query then never has an empty row)."""
+        padding query then never has an empty row). None for one token a row that sees every slot."""
         T, dev = valid.shape[1], valid.device
         if T == 1 and slots_valid is not None:  # one new token a row (acting, generating)
+            if bool(slots_valid.all()):  # it sees every slot: no mask, SDPA's fastest path
+                return start[:, None].clone(), None
             mask = slots_valid.clone()
             mask[:, n] = True
             return start[:, None].clone(), mask[:, None, None]
