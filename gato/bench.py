@@ -287,7 +287,7 @@ def _act(preset: str, obs_dim: int, act_dim: int, actions: int, baseline: bool, 
 
 
 def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", envs: int = 16, steps: int = 40,
-               rounds: int = 3, json: bool = False) -> dict:
+               rounds: int = 3, device: str = "auto", json: bool = False) -> dict:
     """Environment steps/s of lock-step evaluation with N environments vs one, same task and model.
 
     An untrained model on MountainCar never reaches the flag, so every episode has the same
@@ -301,6 +301,8 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
         envs: environments stepped together.
         steps: agent steps timed per side and round (after a warm-up step).
         rounds: interleaved rounds (median).
+        device: auto, cpu or cuda (each step reads the sampled actions back to the host, so
+            the timing needs no extra synchronisation).
         json: print one JSON object.
     """
     from gato.agent import GatoAgent
@@ -308,15 +310,18 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
     from gato.envs import get_task
     from gato.model import Gato
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
     cfg = get_preset(preset)
     torch.manual_seed(0)
-    model = Gato(cfg).eval()
+    model = Gato(cfg).eval().to(dev)
     t = get_task(task)
 
     def rate(n: int) -> float:
         environments = [t.make() for _ in range(n)]
         spec = TaskSpec(t.name, environments[0].observation_space, environments[0].action_space)
-        agent = GatoAgent(model, spec, n)
+        agent = GatoAgent(model, spec, n, device=dev)
         obs = [e.reset(seed=i)[0] for i, e in enumerate(environments)]
         start = None
         for k in range(steps + 1):
@@ -336,7 +341,7 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
         for n in rates:
             rates[n].append(rate(n))
     single, batched = statistics.median(rates[1]), statistics.median(rates[envs])
-    result = {"bench": "eval", "preset": preset, "task": task, "envs": envs, "steps": steps, "rounds": rounds,
+    result = {"bench": "eval", "preset": preset, "device": str(dev), "task": task, "envs": envs, "steps": steps, "rounds": rounds,
               "steps_per_s": round(batched, 1), "single_env_steps_per_s": round(single, 1),
               "ratio": round(batched / single, 2)}
     return _report(result, json, f"{preset} on {task}: {batched:.1f} steps/s with {envs} environments, "

@@ -88,10 +88,11 @@ def test_bench_train_json(capsys):
 
 
 def test_bench_eval_json(capsys):
-    code, out, _ = run(capsys, "bench", "eval", "--envs", "3", "--steps", "2", "--rounds", "1", "--json")
+    code, out, _ = run(capsys, "bench", "eval", "--envs", "3", "--steps", "2", "--rounds", "1", "--device", "cpu",
+                       "--json")
     assert code == 0
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["bench"] == "eval" and result["envs"] == 3 and result["steps"] == 2
+    assert result["bench"] == "eval" and result["device"] == "cpu" and result["envs"] == 3 and result["steps"] == 2
     assert result["steps_per_s"] > 0 and result["ratio"] == pytest.approx(
         result["steps_per_s"] / result["single_env_steps_per_s"], rel=0.01)
 
