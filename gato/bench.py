@@ -29,6 +29,17 @@ def machine_info() -> dict:
     return info
 
 
+def resolve_device(device: str) -> torch.device:
+    """auto, cpu or cuda -> a device, with an error naming the option before any work."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device!r}: expected auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    return torch.device(device)
+
+
 class BareTransformer(nn.Module):
     """The same blocks as Gato with a plain token embedding: the baseline for the training bench."""
 
@@ -95,13 +106,11 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     from gato.training.loss import target_mask
     from gato.training.trainer import TrainConfig, Trainer
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     cfg = get_preset(preset)
     T = context or cfg.context
     tcfg = TrainConfig(preset=preset, steps=10**9, batch_size=batch_size, context=T, warmup=1, workers=workers)
-    gato = Trainer(tcfg, device=device)
+    gato = Trainer(tcfg, device=dev.type)
     batches = step_batches(gato.data, gato.rows, T, 0, tcfg.steps, workers, pin_memory=dev.type == "cuda")
 
     torch.manual_seed(0)
@@ -227,9 +236,7 @@ def bench_act(preset: str = "gato-tiny", obs_dim: int = 39, act_dim: int = 4, ac
     """
     from gato.config import PRESETS
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     names = list(PRESETS) if preset == "all" else [get_preset(preset).name]
     per = {name: _act(name, obs_dim, act_dim, actions, baseline, dev) for name in names}
     result = {"bench": "act", "preset": preset, "device": str(dev), "obs_tokens": obs_dim, "action_tokens": act_dim}
@@ -310,9 +317,7 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
     from gato.envs import get_task
     from gato.model import Gato
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     cfg = get_preset(preset)
     torch.manual_seed(0)
     model = Gato(cfg).eval().to(dev)
@@ -341,8 +346,8 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
         for n in rates:
             rates[n].append(rate(n))
     single, batched = statistics.median(rates[1]), statistics.median(rates[envs])
-    result = {"bench": "eval", "preset": preset, "device": str(dev), "task": task, "envs": envs, "steps": steps, "rounds": rounds,
-              "steps_per_s": round(batched, 1), "single_env_steps_per_s": round(single, 1),
+    result = {"bench": "eval", "preset": preset, "device": str(dev), "task": task, "envs": envs, "steps": steps,
+              "rounds": rounds, "steps_per_s": round(batched, 1), "single_env_steps_per_s": round(single, 1),
               "ratio": round(batched / single, 2)}
     return _report(result, json, f"{preset} on {task}: {batched:.1f} steps/s with {envs} environments, "
                                  f"{single:.1f} with one, ratio {batched / single:.1f}")
@@ -364,9 +369,7 @@ def bench_generate(preset: str = "gato-tiny", tokens: int = 512, rounds: int = 3
     from gato.generation import generate, text_prompt
     from gato.model import Gato
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     cfg = get_preset(preset)
     if not 1 <= tokens < cfg.context:
         raise ValueError(f"tokens must be in [1, {cfg.context}) for {preset}, got {tokens}")
@@ -414,8 +417,7 @@ def bench_memory(presets: tuple[str, ...] = ("gato-tiny", "gato-79m", "gato-364m
     from gato import scaling
     from gato.training.distributed import LARGE_PRESETS
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device).type
     cuda = device == "cuda"
     total = torch.cuda.get_device_properties(0).total_memory if cuda \
         else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from gato.cli import main
 from gato.tokenization.text import TextTokenizer
@@ -95,6 +96,14 @@ def test_bench_eval_json(capsys):
     assert result["bench"] == "eval" and result["device"] == "cpu" and result["envs"] == 3 and result["steps"] == 2
     assert result["steps_per_s"] > 0 and result["ratio"] == pytest.approx(
         result["steps_per_s"] / result["single_env_steps_per_s"], rel=0.01)
+
+
+def test_bench_device_errors_name_the_option(capsys):
+    code, _, err = run(capsys, "bench", "eval", "--device", "tpu", "--json")
+    assert code == 2 and "'tpu'" in err and "auto, cpu or cuda" in err
+    if not torch.cuda.is_available():
+        code, _, err = run(capsys, "bench", "generate", "--device", "cuda", "--json")
+        assert code == 2 and "no CUDA device" in err
 
 
 def test_tokenizer_train_cli(capsys, tmp_path):
