@@ -35,7 +35,7 @@ from gato.tokenization.vocab import TARGET_KINDS, Kind, as_action_kinds
 class GatoAgent:
     def __init__(self, model: Gato, spec: TaskSpec, num_envs: int = 1, *, text=None,
                  prompt: Sequence | None = None, temperature: float = 0.0, keep: int | None = None,
-                 seed: int = 0, device: str | torch.device = "cpu"):
+                 seed: int = 0, device: str | torch.device = "cpu", decode: str = "argmax"):
         cfg = model.cfg
         self.model, self.spec, self.n, self.text = model.eval(), spec, num_envs, text
         self.tm = cfg.token_map
@@ -46,7 +46,10 @@ class GatoAgent:
         self.context, self.keep = cfg.context, keep or cfg.context // 2
         if prompt is not None and len(prompt) + 1 > self.keep:
             raise ValueError(f"prompt of {len(prompt)} tokens does not fit the kept window of {self.keep}")
-        self.prompt, self.temperature = prompt, temperature
+        if decode not in ("argmax", "median"):
+            raise ValueError(f"decode must be argmax or median, got {decode!r}")
+        self.prompt, self.temperature, self.decode = prompt, temperature, decode
+        self.continuous = [lo <= a < hi for a, _ in self.ranges]
         self.device = torch.device(device)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
         dtype = next(model.parameters()).dtype
@@ -67,9 +70,11 @@ class GatoAgent:
 
     # ------------------------------------------------------------------ state
     @torch.inference_mode()  # the cache's tensors are made in inference mode by `act`
-    def reset(self, rows: list[int] | None = None) -> None:
+    def reset(self, rows: list[int] | None = None, seeds: list | None = None) -> None:
         """Start new episodes in `rows` (default all): their cache slots are masked, their
-        positions restart at 0, and their next step opens with [prompt] BOS."""
+        positions restart at 0, and their next step opens with [prompt] BOS. (`seeds`, the
+        environments' reset seeds, are not needed: greedy acting is deterministic and sampling
+        draws from the agent's own generator.)"""
         rows = list(range(self.n)) if rows is None else list(rows)
         opening = Sequence.concat(([self.prompt] if self.prompt is not None else []) +
                                   [Sequence.special(self.tm.bos, Kind.BOS)])
@@ -112,7 +117,7 @@ class GatoAgent:
             self.opening = [None] * self.n
         chosen, finite = [], []
         for i, (lo, hi) in enumerate(self.ranges):
-            token, ok = self._sample(logits, lo)
+            token, ok = self._sample(logits, lo, median=self.decode == "median" and self.continuous[i])
             chosen.append(token)
             finite.append(ok)
             if i + 1 < len(self.ranges):
@@ -124,10 +129,17 @@ class GatoAgent:
         self.last_action = chosen_ids[:, -1].copy()  # enters the cache with the next observation
         return batched.decode_batch(self.spec.action_space, chosen_ids, self.tm)
 
-    def _sample(self, logits: torch.Tensor, lo: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids (N,) from logits (N, hi - lo) of the valid ids, and whether all were finite."""
+    def _sample(self, logits: torch.Tensor, lo: int, median: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (N,) from logits (N, hi - lo) of the valid ids, and whether all were finite.
+
+        Greedy acting takes the most likely id, or with `median` (continuous bins, which are
+        ordered) the median of the predicted distribution: robust where the mass is spread over
+        neighbouring bins, as a model trained on Gaussian-histogram targets predicts."""
         z = logits.float()
         finite = torch.isfinite(z.amax(-1)).all()  # NaN and +inf reach the max
+        if self.temperature <= 0 and median:
+            cdf = torch.softmax(z, -1).cumsum(-1)
+            return (cdf < 0.5).sum(-1).clamp(max=z.shape[-1] - 1) + lo, finite
         if self.temperature <= 0:
             return z.argmax(-1) + lo, finite
         if not bool(finite):  # a distribution needs finite logits

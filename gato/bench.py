@@ -79,7 +79,7 @@ def _time(fn, device) -> float:
 
 def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0, rounds: int = 3,
                 steps_per_round: int = 2, workers: int = 1, peak_tflops: float | None = None,
-                device: str = "auto", json: bool = False) -> dict:
+                device: str = "auto", precision: str = "auto", json: bool = False) -> dict:
     """Training tokens/s of a full Gato step (batch building included) vs a bare transformer.
 
     The bare transformer has the same blocks and dimensions, a plain embedding, and pre-made
@@ -88,7 +88,9 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     (`ratio_same_targets`, which isolates the cost of Gato's embeddings and batch building).
     The Gato side gets its batches from the training data loader (`workers` processes; 0: built
     in the timed step). Where the device's bf16 peak is known (H100, H200, A100) or given, the
-    result has the model FLOPs utilisation `mfu` (gato/scaling.py counts the FLOPs).
+    result has the model FLOPs utilisation `mfu` (gato/scaling.py counts the FLOPs). Both sides run
+    at `precision`; when that is bf16, the Gato step is also timed in fp32 in the same rounds
+    (`bf16_speedup`: bf16 tokens/s over fp32 tokens/s).
 
     Args:
         preset: model preset.
@@ -99,17 +101,20 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
         workers: data loader processes for the Gato side (0: batches built inside the timed step).
         peak_tflops: the device's peak in TFLOP/s (default: looked up for CUDA devices).
         device: auto, cpu or cuda.
+        precision: auto, bf16 or fp32 (auto: bf16 on CUDA and on CPUs with bf16 matrix units).
         json: print one JSON object instead of a sentence.
     """
     from gato.data.loader import step_batches
     from gato.scaling import mfu, peak_flops
+    from gato.training import precision as mp
     from gato.training.loss import target_mask
     from gato.training.trainer import TrainConfig, Trainer
 
     dev = resolve_device(device)
     cfg = get_preset(preset)
     T = context or cfg.context
-    tcfg = TrainConfig(preset=preset, steps=10**9, batch_size=batch_size, context=T, warmup=1, workers=workers)
+    tcfg = TrainConfig(preset=preset, steps=10**9, batch_size=batch_size, context=T, warmup=1, workers=workers,
+                       precision=precision)
     gato = Trainer(tcfg, device=dev.type)
     batches = step_batches(gato.data, gato.rows, T, 0, tcfg.steps, workers, pin_memory=dev.type == "cuda")
 
@@ -122,7 +127,7 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     same_targets = target_mask(gato.data.sample_batch(batch_size, T).loss_mask).to(dev)
 
     def bare_step(logits_at=None):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with mp.autocast(gato.precision, dev):
             logits = bare(ids, logits_at)
             if logits_at is None:
                 loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
@@ -135,6 +140,14 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
 
     sides = {"gato": lambda: gato.train_step(next(batches)),
              "bare_all_logits": bare_step, "bare_same_targets": lambda: bare_step(same_targets)}
+    if gato.precision == "bf16":
+        def fp32_step():
+            gato.precision = "fp32"
+            try:
+                gato.train_step(next(batches))
+            finally:
+                gato.precision = "bf16"
+        sides["gato_fp32"] = fp32_step
     times = {k: [] for k in sides}
     for fn in sides.values():  # warm-up
         fn()
@@ -147,14 +160,18 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     result = {"bench": "train", "preset": preset, "device": str(dev), "batch_size": batch_size,
               "context": T, "tokens_per_s": round(g, 1), "baseline_tokens_per_s": round(b, 1),
               "ratio": round(g / b, 3), "baseline_same_targets_tokens_per_s": round(s, 1),
-              "ratio_same_targets": round(g / s, 3), "workers": workers}
+              "ratio_same_targets": round(g / s, 3), "workers": workers, "precision": gato.precision}
+    if "gato_fp32" in tps:
+        result |= {"fp32_tokens_per_s": round(tps["gato_fp32"], 1), "bf16_speedup": round(g / tps["gato_fp32"], 3)}
     peak = peak_tflops * 1e12 if peak_tflops else peak_flops(torch.cuda.get_device_name(dev)) \
         if dev.type == "cuda" else None
     share = float(same_targets.float().mean())  # Gato computes logits only at targets
     result |= {"peak_flops": peak, "target_share": round(share, 3),
                "mfu": None if peak is None else round(mfu(g, cfg, T, peak, share), 4)}
     util = "" if peak is None else f"; MFU {result['mfu']:.1%} of {peak / 1e12:.0f} TFLOP/s"
-    return _report(result, json, f"{preset} on {dev}: Gato step {g:.0f} tokens/s; bare transformer {b:.0f} "
+    if "bf16_speedup" in result:
+        util += f"; bf16 {result['bf16_speedup']:.2f}x the fp32 Gato step"
+    return _report(result, json, f"{preset} on {dev} ({gato.precision}): Gato step {g:.0f} tokens/s; bare transformer {b:.0f} "
                                  f"tokens/s (logits everywhere, ratio {g / b:.3f}), {s:.0f} tokens/s (logits at "
                                  f"the same targets, ratio {g / s:.3f}){util}")
 
@@ -176,7 +193,7 @@ def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarland
     from gato.data.episode import TaskSpec
     from gato.data.storage import DatasetWriter
     from gato.envs import get_task
-    from gato.envs.rollout import run_episode
+    from gato.rollout import run_episode
 
     results = {}
     for name in tasks:

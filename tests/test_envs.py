@@ -11,7 +11,7 @@ from gymnasium import spaces
 from gato.config import get_preset
 from gato.envs import all_tasks, get_task, resolve
 from gato.envs.registry import SKIPPED
-from gato.envs.rollout import RandomPolicy, check_observations, run_episode
+from gato.rollout import RandomPolicy, check_observations, run_episode
 from gato.tokenization import spaces as tok
 from gato.tokenization.text import TextTokenizer
 

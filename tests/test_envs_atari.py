@@ -11,7 +11,7 @@ cv2 = pytest.importorskip("cv2")
 
 from gato.envs import all_tasks, get_task
 from gato.envs.atari import FRAME_SKIP, NOOP_MAX, SIZE, Paddle
-from gato.envs.rollout import RandomPolicy, run_episode
+from gato.rollout import RandomPolicy, run_episode
 
 TASKS = all_tasks("atari")
 

@@ -11,7 +11,7 @@ pytest.importorskip("minigrid")
 from minigrid.envs.babyai.core.levelgen import LevelGen
 
 from gato.envs import all_tasks, babyai, get_task
-from gato.envs.rollout import RandomPolicy, run_episode
+from gato.rollout import RandomPolicy, run_episode
 
 TASKS = all_tasks("babyai")
 

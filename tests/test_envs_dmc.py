@@ -9,7 +9,7 @@ pytest.importorskip("dm_control")
 
 from gato.envs import get_task
 from gato.envs.dmc import DMCEnv
-from gato.envs.rollout import RandomPolicy, run_episode
+from gato.rollout import RandomPolicy, run_episode
 
 
 def test_matches_dm_control_with_the_same_seed():

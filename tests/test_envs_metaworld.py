@@ -8,7 +8,7 @@ import pytest
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
 from gato.envs import all_tasks, get_task
-from gato.envs.rollout import RandomPolicy, run_episode
+from gato.rollout import RandomPolicy, run_episode
 
 
 def test_all_fifty_v3_tasks_registered():

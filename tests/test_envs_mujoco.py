@@ -7,7 +7,7 @@ import pytest
 
 from gato.envs import all_tasks, get_task
 from gato.envs.mujoco import dlqr, double_pendulum_state, step_jacobians
-from gato.envs.rollout import RandomPolicy, run_episode
+from gato.rollout import RandomPolicy, run_episode
 
 TASKS = all_tasks("mujoco")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gato.envs import get_task
-from gato.envs.rollout import RandomPolicy, run_episode
+from gato.rollout import RandomPolicy, run_episode
 from gato.experts import ARSExpert
 from gato.experts.ars import ARSConfig, RunningStat, load_weights, train_ars
 

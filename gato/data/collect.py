@@ -12,8 +12,10 @@ and the job goes on.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import traceback
 from pathlib import Path
+from typing import Literal
 
 from tqdm import tqdm
 from tyro.conf import Positional
@@ -21,24 +23,26 @@ from tyro.conf import Positional
 TEST_SEED_OFFSET = 1_000_000
 SIMULATORS = ("gymnasium", "minigrid", "ale-py", "metaworld", "mujoco", "dm_control", "Box2D", "numpy")
 
-_ENVS: dict[str, tuple] = {}  # per worker process: task name -> (task, env, expert)
+_ENVS: dict[tuple[str, float], tuple] = {}  # per worker process: (task, noise) -> (task, env, expert)
 
 
-def _record(job: tuple[str, str, int]):
+def _record(job: tuple[str, str, int, float]):
     """Worker: one expert episode. Returns (task, split, seed, episode or None, error or None)."""
     from gato.envs import get_task
-    from gato.envs.rollout import run_episode
+    from gato.rollout import run_episode
+    from gato.experts.noise import NoisyExpert
 
-    name, split, seed = job
+    name, split, seed, noise = job
     try:
-        if name not in _ENVS:
+        if (name, noise) not in _ENVS:
             task = get_task(name)
             env = task.make()
-            _ENVS[name] = (task, env, task.make_expert(env))
-        task, env, expert = _ENVS[name]
+            expert = task.make_expert(env)
+            _ENVS[name, noise] = (task, env, NoisyExpert(expert, env.action_space, noise) if noise else expert)
+        task, env, expert = _ENVS[name, noise]
         return name, split, seed, run_episode(task, env, expert, seed=seed).episode, None
     except Exception as e:  # an expert or simulator failure costs this episode only
-        _ENVS.pop(name, None)
+        _ENVS.pop((name, noise), None)
         return name, split, seed, None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
 
 
@@ -54,7 +58,7 @@ def _versions() -> dict[str, str]:
 
 def collect(targets: Positional[tuple[str, ...]], episodes: int = 100, test_episodes: int = -1, workers: int = 1,
             out: Path = Path("data"), seed: int = 0, shard_episodes: int = 16, progress: bool = True,
-            vl_limit: int = 0) -> dict:
+            vl_limit: int = 0, noise: float | Literal["auto"] = 0.0) -> dict:
     """Record expert episodes of tasks (or whole domains) into OUT/<domain>/<task>/{train,test};
     build vision-language and text sets into OUT/vl/<name>/ and OUT/text/corpus/.
 
@@ -69,6 +73,11 @@ def collect(targets: Positional[tuple[str, ...]], episodes: int = 100, test_epis
         shard_episodes: episodes per Parquet shard (a kill loses at most one shard per task).
         progress: show a progress bar.
         vl_limit: at most this many items per vision-language or text set (0: the whole set).
+        noise: noise-injected demonstrations (DART): the executed action is perturbed, the recorded
+            label is the expert's clean action. Continuous actions: Gaussian noise of this fraction
+            of the half-range; discrete: a random action with this probability. "auto": the
+            per-domain defaults of gato.experts.noise (docs/quality.md). Recorded in the card; a
+            folder holds one noise level (collect another level into another --out).
     """
     from gato.data.vision_language import collect_sets, is_set_target
 
@@ -78,32 +87,50 @@ def collect(targets: Positional[tuple[str, ...]], episodes: int = 100, test_epis
     result = {"sets": collect_sets(sets, out, vl_limit, seed)} if sets else {}
     control = [t for t in targets if not is_set_target(t)]
     if control:
-        result |= _collect_control(control, episodes, test_episodes, workers, out, seed, shard_episodes, progress)
+        result |= _collect_control(control, episodes, test_episodes, workers, out, seed, shard_episodes, progress,
+                                   noise)
     return result | {"out": str(out)}
 
 
 def _collect_control(targets: list[str], episodes: int, test_episodes: int, workers: int, out: Path, seed: int,
-                     shard_episodes: int, progress: bool) -> dict:
-    from gato.data.storage import DatasetWriter
+                     shard_episodes: int, progress: bool, noise: float | str) -> dict:
+    from gato.data.storage import DatasetWriter, task_folder
     from gato.data.episode import TaskSpec
     from gato.envs import resolve
-    from gato.envs.rollout import parallel_map
+    from gato.rollout import parallel_map
+    from gato.experts.noise import DEFAULT_NOISE, check_noise
 
     tasks = resolve(targets)
     n_test = max(1, episodes // 10) if test_episodes < 0 else test_episodes
     plan = {"train": [seed + i for i in range(episodes)],
             "test": [TEST_SEED_OFFSET + seed + i for i in range(n_test)]}
     writers, jobs = {}, []
-    for task in tasks:
+    if episodes < 0 or test_episodes < -1:
+        raise ValueError(f"episodes must be >= 0 and test_episodes >= -1, got {episodes} and {test_episodes}")
+    if isinstance(noise, str) and noise != "auto":
+        raise ValueError(f"noise must be a number in [0, 1] or 'auto', got {noise!r}")
+    specs = {}
+    for task in tasks:  # check every task before anything is written
         env = task.make()
-        spec = TaskSpec(task.name, env.observation_space, env.action_space)
+        specs[task.name] = TaskSpec(task.name, env.observation_space, env.action_space)
         env.close()
-        card = {"expert": task.expert_kind, "description": task.description, "versions": _versions()}
+        level = DEFAULT_NOISE.get(task.domain, 0.0) if noise == "auto" else float(noise)
+        check_noise(level, specs[task.name].action_space, task.name)
+        specs[task.name] = (specs[task.name], level)
+    for task in tasks:
+        spec, level = specs[task.name]
+        card = {"expert": task.expert_kind, "description": task.description, "versions": _versions(),
+                "noise": level}
         for split, seeds in plan.items():
+            card_file = task_folder(out, task.name) / "card.json"
+            old = json.loads(card_file.read_text()).get("noise", 0.0) if card_file.exists() else level
+            if old != level:
+                raise ValueError(f"{card_file} holds {task.name} collected with noise {old}, not {level}: "
+                                 "collect this noise level into another --out")
             w = DatasetWriter(out, spec, card, split=split, shard_episodes=shard_episodes)
             done = w.seeds_on_disk(split)
             writers[task.name, split] = w
-            jobs += [(task.name, split, s) for s in seeds if s not in done]
+            jobs += [(task.name, split, s, level) for s in seeds if s not in done]
     failures: dict[str, int] = {}
     bar = tqdm(total=len(jobs), disable=not progress, unit="episode")
     try:

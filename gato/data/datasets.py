@@ -29,7 +29,7 @@ def find_tasks(root: Path) -> list[str]:
 
 def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = (), threshold: float = 0.8,
                     prompt_tokens: int = 256, prompt_prob: float = 0.25, max_local_positions: int = 512,
-                    verbose: bool = True) -> list[ControlSource]:
+                    start_prob: float = 0.0, verbose: bool = True) -> list[ControlSource]:
     """One source per task of a dataset root (all of them, or `tasks`), with episodes filtered."""
     from gato.envs.scores import load_scores
 
@@ -52,5 +52,5 @@ def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = 
         if not kept:
             raise ValueError(f"{name}: every episode is below {threshold:.0%} of the expert return {expert:.2f}")
         out.append(ControlSource(ds.spec, kept, tm, text, prompt_tokens=prompt_tokens, prompt_prob=prompt_prob,
-                                 max_local_positions=max_local_positions))
+                                 max_local_positions=max_local_positions, start_prob=start_prob))
     return out

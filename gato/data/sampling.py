@@ -3,7 +3,9 @@
 A control source yields a random window of one of its episodes; with probability
 `prompt_prob` (0.25, paper) a prompt from another episode of the same task is prepended, half of
 the time that episode's last tokens (goal conditioning), half a uniform window. Prompt tokens
-are conditioning only: no loss on them. Text and image-text sources yield windows of documents
+are conditioning only: no loss on them. With probability `start_prob` the window opens at the
+episode's start (BOS and the first timesteps), the context every evaluation episode begins
+with, which uniform windows of long episodes almost never show. Text and image-text sources yield windows of documents
 and packed (image, caption) examples.
 
 Row r of the batch of step s depends only on (seed, s, r): it is drawn with its own numpy
@@ -53,12 +55,13 @@ class Source(Protocol):
 
 class ControlSource:
     def __init__(self, spec: TaskSpec, episodes: list[Episode], tm: TokenMap, text=None, *,
-                 prompt_prob: float = 0.25, prompt_tokens: int = 256, max_local_positions: int = 512):
+                 prompt_prob: float = 0.25, prompt_tokens: int = 256, max_local_positions: int = 512,
+                 start_prob: float = 0.0):
         if not episodes:
             raise ValueError(f"task {spec.name!r} has no episodes")
         self.name, self.episodes = spec.name, episodes
         self.layout = EpisodeLayout(spec, tm, text, max_local_positions)
-        self.prompt_prob, self.prompt_tokens = prompt_prob, prompt_tokens
+        self.prompt_prob, self.prompt_tokens, self.start_prob = prompt_prob, prompt_tokens, start_prob
         self._lengths: dict[int, np.ndarray] = {}
 
     def lengths(self, i: int) -> np.ndarray:
@@ -66,9 +69,15 @@ class ControlSource:
             self._lengths[i] = self.layout.step_lengths(self.episodes[i])
         return self._lengths[i]
 
-    def _window(self, rng, i: int, size: int, at_end: bool = False) -> Sequence:
+    def tokens_per_action(self) -> float:
+        """Tokens per action token in this task's episodes (how thinly a window holds targets)."""
+        ep = self.episodes[0]
+        actions = len(self.layout.timestep(ep.observations[0], ep.actions[0]).loss_mask.nonzero()[0])
+        return float(self.lengths(0).sum()) / (len(ep) * max(actions, 1))
+
+    def _window(self, rng, i: int, size: int, at_end: bool = False, at_start: bool = False) -> Sequence:
         total = 1 + int(self.lengths(i).sum())
-        start = max(0, total - size) if at_end else int(rng.integers(0, max(0, total - size) + 1))
+        start = max(0, total - size) if at_end else 0 if at_start else int(rng.integers(0, max(0, total - size) + 1))
         return self.layout.window(self.episodes[i], self.lengths(i), start, size)
 
     def _from_start(self, rng, size: int) -> Sequence:
@@ -78,13 +87,14 @@ class ControlSource:
     def sample(self, rng: np.random.Generator, size: int) -> Sequence:
         i = int(rng.integers(len(self.episodes)))
         use_prompt = len(self.episodes) > 1 and rng.random() < self.prompt_prob
+        at_start = self.start_prob > 0 and rng.random() < self.start_prob
         if not use_prompt or self.prompt_tokens >= size:
-            first = self._window(rng, i, size)
+            first = self._window(rng, i, size, at_start=at_start)
         else:
             j = int(rng.integers(len(self.episodes) - 1))
             j += j >= i  # another episode of the same task
             prompt = self._window(rng, j, self.prompt_tokens, at_end=rng.random() < 0.5).without_loss()
-            first = Sequence.concat([prompt, self._window(rng, i, size - len(prompt))])
+            first = Sequence.concat([prompt, self._window(rng, i, size - len(prompt), at_start=at_start)])
         return _pack(first, lambda room: self._from_start(rng, room), size)
 
 

@@ -114,22 +114,32 @@ class _Bot(BabyAIBot):
 class BotExpert:
     """minigrid's BabyAIBot, rebuilt for each episode (it plans from the mission's instructions).
 
-    Replanning assumes its suggested action was taken. Where the bot fails (an assertion in its
-    planner, or `BotStuck`; rare on the registered levels) it raises: collectors skip the episode."""
+    It runs in BabyAI's advising mode: `taken(action)` tells it the action really executed (a
+    noisy expert's or a learner's), and its next replan undoes or works around it. This is what
+    lets it label states it did not choose (noise-injected demonstrations, DAgger). Where it
+    fails (an assertion in its planner, or `BotStuck`; rare on the registered levels) it raises:
+    collectors skip the episode."""
 
     def __init__(self, env: gym.Env):
         self.env = env
         self.bot, self.instrs = None, None
+        self.suggested = self.last_taken = None
 
     def reset(self, seed=None):
-        self.bot = None
+        self.bot = self.suggested = self.last_taken = None
+
+    def taken(self, action) -> None:
+        """The action executed after the last suggestion (None when it was the suggestion)."""
+        self.last_taken = None if int(action) == self.suggested else int(action)
 
     def __call__(self, obs):
         instrs = self.env.unwrapped.instrs
         if self.bot is None or instrs is not self.instrs:  # a new episode: plan from its mission
             self.bot, self.instrs = _Bot(self.env), instrs
         self.bot.budget = MAX_SEARCHES
-        return int(self.bot.replan())
+        taken, self.last_taken = self.last_taken, None
+        self.suggested = int(self.bot.replan(taken))
+        return self.suggested
 
 
 def _make(env_id: str, render_mode=None, sticky=False):

@@ -83,7 +83,7 @@ def _measure(args: tuple[str, str, int, int]) -> tuple[str, str, dict, dict]:
 
 
 def _measure_one(task, who: str, episodes: int, seed: int) -> tuple[str, str, dict, dict]:
-    from gato.envs.rollout import RandomPolicy, run_episode
+    from gato.rollout import RandomPolicy, run_episode
 
     name = task.name
     env = task.make(sticky=True)  # evaluation conditions (sticky actions where the domain has them)
@@ -125,7 +125,7 @@ def scores(tasks: tuple[str, ...] = ("all",), episodes: int = 50, seed: int = 10
         out: scores file to update (default: the one shipped in the package).
     """
     from gato.envs import all_tasks, resolve
-    from gato.envs.rollout import parallel_map
+    from gato.rollout import parallel_map
     from tqdm import tqdm
 
     chosen = all_tasks() if tuple(tasks) == ("all",) else resolve(list(tasks))

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tyro.conf import Positional
@@ -46,50 +47,29 @@ def _prompt(data: Path | None, task_name: str, spec: TaskSpec, model_cfg, text):
 
 
 def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=None, prompt=None,
-            temperature: float = 0.0, seed: int = 0, device: str = "cpu") -> list[dict]:
-    """`episodes` episodes of `task` with N environments stepped in lock step; one model forward
-    per action token serves them all. Episodes that end are reset without disturbing the others."""
+            temperature: float = 0.0, seed: int = 0, device: str = "cpu", decode: str = "argmax") -> list[dict]:
+    """`episodes` episodes of `task` with N environments stepped in lock step (gato.rollout.run);
+    one model forward per action token serves them all."""
     from gato.agent import GatoAgent
+    from gato.rollout import run
 
     n = min(num_envs, episodes)
     envs = [task.make(sticky=True) for _ in range(n)]
-    agent = GatoAgent(model, spec, n, text=text, prompt=prompt, temperature=temperature, seed=seed, device=device)
-    next_seed, obs, running = 0, [], []
-    for env in envs:
-        obs.append(env.reset(seed=seed + next_seed)[0])
-        running.append({"seed": seed + next_seed, "return": 0.0, "length": 0, "success": False})
-        next_seed += 1
-    results: list[dict] = []
-    active = [True] * n
-    while any(active):
-        actions = agent.act(obs)
-        for r, (env, action) in enumerate(zip(envs, actions)):
-            if not active[r]:
-                continue
-            o, reward, term, trunc, info = env.step(action)
-            ep = running[r]
-            ep["return"] += float(reward)
-            ep["length"] += 1
-            ep["success"] = ep["success"] or bool(info.get("success", False))
-            if term or trunc or ep["length"] >= task.max_steps:
-                results.append(ep)
-                if next_seed < episodes:
-                    o, _ = env.reset(seed=seed + next_seed)
-                    running[r] = {"seed": seed + next_seed, "return": 0.0, "length": 0, "success": False}
-                    next_seed += 1
-                    agent.reset([r])
-                else:
-                    active[r] = False  # keeps its slot in the batch; its actions are ignored
-            obs[r] = o
-    for env in envs:
-        env.close()
-    return sorted(results, key=lambda e: e["seed"])
+    agent = GatoAgent(model, spec, n, text=text, prompt=prompt, temperature=temperature, seed=seed, device=device,
+                      decode=decode)
+    try:
+        results = run(task, envs, agent, range(seed, seed + episodes), record=False)
+    finally:
+        for env in envs:
+            env.close()
+    return [{"seed": r.seed, "return": r.ret, "length": r.length, "success": bool(r.success),
+             "truncated": r.truncated} for r in results]
 
 
 def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",), episodes: int = 50, envs: int = 16,
              out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
              seed: int = 100_000, device: str = "cpu", videos: int = 3, vl: bool = True,
-             vl_examples: int = 200) -> dict:
+             vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto") -> dict:
     """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
 
     Args:
@@ -105,11 +85,15 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         videos: replay videos (GIF) recorded for this many tasks and linked in the report.
         vl: also score the vision-language and text sets of DATA (perplexity, BLEU-4, CIDEr, VQA).
         vl_examples: held-out examples scored per set and split (0: all).
+        decode: greedy continuous action tokens: the most likely bin (argmax), the median of the
+            predicted distribution, or auto (median for checkpoints trained on Gaussian-histogram
+            targets, argmax otherwise).
     """
     from gato.envs import resolve
     from gato.envs.scores import load_scores, scores_file_id
 
     model, meta, text = _load(checkpoint, device)
+    decode = resolve_decode(decode, meta)
     ref = load_scores()
     chosen = resolve(list(tasks)) if tasks else []
     per_task, t0 = {}, time.perf_counter()
@@ -121,7 +105,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         if data is not None and prompt is None:
             print(f"{task.name}: no training episodes in {data}, so no prompt (collect the task to prompt it)")
         eps = rollout(model, task, spec, episodes, envs, text=text, prompt=prompt, temperature=temperature,
-                      seed=seed, device=device)
+                      seed=seed, device=device, decode=decode)
         rets = np.array([e["return"] for e in eps])
         r, e = (ref.get(task.name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
         per_task[task.name] = {
@@ -136,12 +120,12 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
     results["videos"] = {}
     for task in chosen[:videos]:
         v = record_video(model, text, task, Path(out) / "videos", seed=seed, data=data, temperature=temperature,
-                         device=device)
+                         device=device, decode=decode)
         results["videos"][task.name] = str(Path(v["video"]).relative_to(Path(out)))
     results["vision_language"] = _vision_language(model, text, data, vl_examples, seed) if vl and data else {}
     results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
                    episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
-                   seed=seed, envs=envs, data=None if data is None else str(data), vl_examples=vl_examples,
+                   seed=seed, envs=envs, decode=decode, data=None if data is None else str(data), vl_examples=vl_examples,
                    scores_file=scores_file_id())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +140,13 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
     report = write_report(results, out)
     print(f"results in {out / 'results.json'}, report in {report} and {report.with_suffix('.html')}")
     return results
+
+
+def resolve_decode(decode: str, meta: dict) -> str:
+    """`auto`: median for a checkpoint trained on Gaussian-histogram targets, else argmax."""
+    if decode != "auto":
+        return decode
+    return "median" if meta.get("train", {}).get("target_sigma", 0.0) > 0 else "argmax"
 
 
 def _vision_language(model, text, data: Path, examples: int, seed: int) -> dict:
@@ -192,7 +183,8 @@ def _aggregate(per_task: dict) -> dict:
 
 
 def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("runs/play"), seed: int = 100_000,
-         data: Path | None = None, temperature: float = 0.0, max_frames: int = 400, device: str = "cpu") -> dict:
+         data: Path | None = None, temperature: float = 0.0, max_frames: int = 400, device: str = "cpu",
+         decode: Literal["auto", "argmax", "median"] = "auto") -> dict:
     """Run one episode of TASK with a checkpoint and save its video (GIF) for a quick look.
 
     Args:
@@ -204,36 +196,35 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
         temperature: 0 for greedy action tokens.
         max_frames: frames kept in the GIF (evenly subsampled).
         device: cpu or cuda.
+        decode: greedy continuous action tokens: argmax, median, or auto (as `gato eval`).
     """
     from gato.envs import get_task
 
-    model, _, text = _load(checkpoint, device)
+    model, meta, text = _load(checkpoint, device)
     result = record_video(model, text, get_task(task), Path(out), seed=seed, data=data, temperature=temperature,
-                          max_frames=max_frames, device=device)
+                          max_frames=max_frames, device=device, decode=resolve_decode(decode, meta))
     print(f"{task}: return {result['return']:.2f} in {result['steps']} steps; video {result['video']}")
     return result
 
 
 def record_video(model, text, task, out: Path, *, seed: int = 0, data: Path | None = None,
-                 temperature: float = 0.0, max_frames: int = 400, device: str = "cpu") -> dict:
+                 temperature: float = 0.0, max_frames: int = 400, device: str = "cpu", decode: str = "argmax") -> dict:
     """One episode rendered with the environment's rgb_array mode, saved as an animated GIF."""
     from PIL import Image
 
     from gato.agent import GatoAgent
+    from gato.rollout import run
 
     env = task.make(render_mode="rgb_array", sticky=True)
     spec = TaskSpec(task.name, env.observation_space, env.action_space)
     agent = GatoAgent(model, spec, 1, text=text, prompt=_prompt(data, task.name, spec, model.cfg, text),
-                      temperature=temperature, seed=seed, device=device)
-    obs, _ = env.reset(seed=seed)
-    frames, ret, steps = [env.render()], 0.0, 0
-    while steps < task.max_steps:
-        obs, reward, term, trunc, _ = env.step(agent.act([obs])[0])
-        ret, steps = ret + float(reward), steps + 1
-        frames.append(env.render())
-        if term or trunc:
-            break
-    env.close()
+                      temperature=temperature, seed=seed, device=device, decode=decode)
+    frames = []
+    try:
+        r = run(task, [env], agent, [seed], record=False, on_step=lambda row, e: frames.append(e.render()))[0]
+    finally:
+        env.close()
+    ret, steps = r.ret, r.length
     keep = np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int)
     images = [Image.fromarray(np.asarray(frames[i], np.uint8)) for i in keep]
     out.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,18 @@
-"""Masked next-token cross-entropy: only text and action tokens are targets."""
+"""Masked next-token cross-entropy: only text and action tokens are targets.
+
+Continuous action targets may be a Gaussian histogram over the ordered bins (HL-Gauss,
+Farebrother et al. 2024, "Stop Regressing"): the one-hot target on bin k becomes a normal
+density of `sigma` bins around k, restricted to the 1024 continuous bins and renormalised.
+Cross-entropy on a one-hot bin treats bin 511 as far from 512 as from 0; the spread tells the
+model that neighbours are nearly right, which learns continuous values from fewer tokens.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from gato.tokenization.vocab import LOSS_GROUPS
+from gato.tokenization.vocab import LOSS_GROUPS, Kind
 
 
 def target_mask(loss_mask: torch.Tensor) -> torch.Tensor:
@@ -16,21 +23,47 @@ def target_mask(loss_mask: torch.Tensor) -> torch.Tensor:
 
 
 def masked_loss(logits: torch.Tensor, ids: torch.Tensor, kinds: torch.Tensor,
-                loss_mask: torch.Tensor, total: torch.Tensor | float | None = None
+                loss_mask: torch.Tensor, total: torch.Tensor | float | None = None, *,
+                sigma: float = 0.0, continuous: tuple[int, int] | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """`logits` (N, V) at the positions of target_mask(loss_mask), in row-major order.
 
     Returns the loss summed over targets and divided by `total` (default: this batch's target
     count, i.e. the mean; a step split over micro-batches and ranks passes its global count so the
     parts' gradients add up to the whole batch's) and, per group (text, discrete_action,
-    continuous_action), the (sum, count) tensors, to be reduced when logged."""
+    continuous_action), the (sum, count) tensors, to be reduced when logged. With `sigma` > 0,
+    continuous action targets are Gaussian histograms over the id range `continuous` [lo, hi)."""
     targets = loss_mask.clone()
     targets[:, 0] = False  # the first position has no context
     tgt_ids, tgt_kinds = ids[targets], kinds[targets]
-    ce = F.cross_entropy(logits.float(), tgt_ids, reduction="none")
+    if sigma > 0:
+        ce = _smoothed_ce(logits.float(), tgt_ids, tgt_kinds == int(Kind.CONTINUOUS_ACTION), sigma, continuous)
+    else:
+        ce = F.cross_entropy(logits.float(), tgt_ids, reduction="none")
     groups = {}
     for name, ks in LOSS_GROUPS.items():
         m = torch.isin(tgt_kinds, torch.tensor([int(k) for k in ks], device=kinds.device, dtype=kinds.dtype))
         groups[name] = torch.stack([(ce * m).sum(), m.sum().to(ce.dtype)])
     loss = ce.sum() / (ce.numel() if total is None else total) if ce.numel() else logits.sum() * 0.0
     return loss, groups
+
+
+def gaussian_targets(bins: torch.Tensor, num_bins: int, sigma: float) -> torch.Tensor:
+    """(N, num_bins) target distributions: a normal density of `sigma` bins around each bin index."""
+    grid = torch.arange(num_bins, device=bins.device, dtype=torch.float32)
+    p = torch.exp(-0.5 * ((grid[None] - bins[:, None].float()) / sigma) ** 2)
+    return p / p.sum(-1, keepdim=True)
+
+
+def _smoothed_ce(logits: torch.Tensor, ids: torch.Tensor, smooth: torch.Tensor, sigma: float,
+                 continuous: tuple[int, int] | None) -> torch.Tensor:
+    """Per-target cross-entropy: one-hot where `smooth` is False, a Gaussian histogram where True."""
+    if continuous is None:
+        raise ValueError("smoothed continuous targets need the token map's continuous id range")
+    ce = F.cross_entropy(logits, ids, reduction="none")
+    if not bool(smooth.any()):
+        return ce
+    lo, hi = continuous
+    logp = torch.log_softmax(logits[smooth], -1)[:, lo:hi]
+    soft = -(gaussian_targets(ids[smooth] - lo, hi - lo, sigma) * logp).sum(-1)
+    return ce.masked_scatter(smooth, soft)

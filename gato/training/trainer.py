@@ -29,7 +29,7 @@ from gato.data.sampling import Batch, Mixture
 from gato.model import Gato
 from gato.tokenization.text import TextTokenizer
 from gato.training import checkpoint as ckpt
-from gato.training import distributed
+from gato.training import distributed, precision
 from gato.training.distributed import LARGE_PRESETS, Dist
 from gato.training.loss import masked_loss, target_mask
 from gato.training.schedule import lr_at
@@ -53,6 +53,9 @@ class TrainConfig:
     tasks: tuple[str, ...] = ()  # tasks of the dataset folder to train on (empty: all)
     min_return: float = 0.8  # keep episodes with at least this fraction of the expert return
     prompt_prob: float = 0.25
+    start_prob: float = 0.0  # share of control windows that open at an episode's start (as acting does)
+    task_balance: float = 0.0  # 0: equal rows per task; 1: equal action tokens per task (docs/quality.md)
+    target_sigma: float = 0.0  # > 0: continuous action targets are Gaussian histograms of this many bins
     prompt_tokens: int = 0  # 0: a quarter of the context
     tokenizer: str = ""  # SentencePiece model file; "": the committed default
     vl_sets: tuple[str, ...] = ()  # vision-language and text sets of the dataset folder (empty: all there)
@@ -66,6 +69,7 @@ class TrainConfig:
     activation_checkpointing: str = "auto"  # on, off, or auto (on for gato-364m and gato-1.18b)
     compile: bool = False  # torch.compile each transformer block
     workers: int = 0  # data loader processes building the next batches (0: the training process)
+    precision: str = "auto"  # bf16 autocast or fp32; auto: bf16 on CUDA and CPUs with bf16 matrix units
 
     def __post_init__(self):
         if self.grad_accum < 1:
@@ -79,7 +83,8 @@ class TrainConfig:
 
 
 TOKENIZER_FILE = "tokenizer.model"  # every checkpoint carries its text tokenizer
-EXECUTION_FIELDS = ("steps", "grad_accum", "parallel", "activation_checkpointing", "compile", "workers")
+EXECUTION_FIELDS = ("steps", "grad_accum", "parallel", "activation_checkpointing", "compile", "workers",
+                    "precision")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
@@ -88,10 +93,12 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                          checkpoint_every=5000, workers=4),
     # Minutes on a laptop CPU.
     "tiny": TrainConfig(),
-    # The shipped gato-tiny (checkpoints/gato-tiny): the demo suite (gato/demo.py SUITE, 50 episodes
-    # a task) with the vision-language sets and text; 4000 steps, about 1.5 CPU hours (docs/gato-tiny.md).
-    "gato-tiny": TrainConfig(steps=4000, batch_size=16, context=512, warmup=200, data="data/suite",
-                             checkpoint_every=100, log_every=20),
+    # The shipped gato-tiny (checkpoints/gato-tiny): the demo suite (gato/demo.py SUITE, 50 noise-
+    # injected episodes a task: `gato collect --noise auto`) with the vision-language sets and text,
+    # episode-start windows, action-balanced tasks and Gaussian-histogram targets (docs/quality.md).
+    "gato-tiny": TrainConfig(steps=4000, batch_size=16, context=512, warmup=150, data="data/suite",
+                             checkpoint_every=100, log_every=20, start_prob=0.2, task_balance=0.25,
+                             target_sigma=2.0),
 }
 
 
@@ -112,22 +119,31 @@ def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer,
     root = Path(cfg.data)
     control = control_sources(root, tm, text, tasks=cfg.tasks, threshold=cfg.min_return,
                               prompt_tokens=prompt_tokens, prompt_prob=cfg.prompt_prob,
-                              max_local_positions=model_cfg.max_local_positions) \
+                              max_local_positions=model_cfg.max_local_positions, start_prob=cfg.start_prob) \
         if cfg.tasks or find_tasks(root) else []
     vl = vl_sources(root, tm, text, names=cfg.vl_sets) if cfg.vl_sets or find_sets(root) else []
     if not control and not vl:
         raise ValueError(f"no task datasets or vision-language sets under {root} (make them with `gato collect`)")
-    return Mixture(control + vl, tm, weights=mixture_weights(len(control), len(vl), cfg.vl_weight), seed=cfg.seed)
+    tokens_per_action = [s.tokens_per_action() for s in control]
+    return Mixture(control + vl, tm, seed=cfg.seed,
+                   weights=mixture_weights(len(control), len(vl), cfg.vl_weight, tokens_per_action, cfg.task_balance))
 
 
-def mixture_weights(n_control: int, n_vl: int, vl_weight: float) -> list[float]:
-    """Control sources share 1 - vl_weight equally, vision-language sources vl_weight (all of it
-    goes to whichever kind is the only one present)."""
+def mixture_weights(n_control: int, n_vl: int, vl_weight: float, tokens_per_action: list[float] | None = None,
+                    balance: float = 0.0) -> list[float]:
+    """Control sources share 1 - vl_weight, vision-language sources vl_weight (all of it goes to
+    whichever kind is the only one present). Within control, task t gets a share proportional to
+    tokens_per_action[t] ** balance: 0 gives every task the same rows, 1 the same action tokens
+    (a task with 150-token observations and one action then gets 25x the rows of one with 5)."""
     if not 0 <= vl_weight <= 1:
         raise ValueError(f"vl_weight must be in [0, 1], got {vl_weight}")
+    if not 0 <= balance <= 1:
+        raise ValueError(f"task_balance must be in [0, 1], got {balance}")
+    share = np.asarray(tokens_per_action if tokens_per_action is not None else [1.0] * n_control, float) ** balance
+    share = share / share.sum() if n_control else share
     if not n_control or not n_vl:
-        return [1.0] * (n_control + n_vl)
-    return [(1 - vl_weight) / n_control] * n_control + [vl_weight / n_vl] * n_vl
+        return list(share) + [1.0 / max(n_vl, 1)] * n_vl if n_control else [1.0] * n_vl
+    return list((1 - vl_weight) * share) + [vl_weight / n_vl] * n_vl
 
 
 class Trainer:
@@ -157,6 +173,7 @@ class Trainer:
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
             lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=self.device.type == "cuda")
         self.context = cfg.context or self.model_cfg.context
+        self.precision = precision.resolve(cfg.precision, self.device)
         self.data = build_mixture(cfg, self.model_cfg, self.text, self.context)
         self.step = 0
 
@@ -169,7 +186,8 @@ class Trainer:
     def meta(self) -> dict:
         return {"model": self.model_cfg.to_dict(), "train": dataclasses.asdict(self.cfg),
                 "token_map": self.model_cfg.token_map.to_dict(), "tokenizer": self.text.reference(),
-                "step": self.step, "world_size": self.dist.world, "parallel": self.parallel}
+                "step": self.step, "world_size": self.dist.world, "parallel": self.parallel,
+                "precision": self.precision}
 
     def save(self, run_dir: Path) -> Path | None:
         """Gather the full (unsharded) state to rank 0 and write a checkpoint there (every rank calls it)."""
@@ -232,9 +250,11 @@ class Trainer:
             for i, b in enumerate(micro):
                 b = b.to(self.device)
                 with distributed.grad_sync(self.engine, i == len(micro) - 1), \
-                        torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                        precision.autocast(self.precision, self.device):
                     logits, _ = self.engine(*b.inputs(), logits_at=target_mask(b.loss_mask))
-                    loss, groups = masked_loss(logits, b.ids, b.kinds, b.loss_mask, total=per_rank)
+                    loss, groups = masked_loss(logits, b.ids, b.kinds, b.loss_mask, total=per_rank,
+                                               sigma=self.cfg.target_sigma,
+                                               continuous=self.model_cfg.token_map.continuous_range())
                 loss.backward()
                 share += loss.detach() / self.dist.world
                 for k, v in groups.items():
@@ -410,7 +430,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           vl_sets: tuple[str, ...] | None = None, vl_weight: float | None = None,
           grad_accum: int | None = None, parallel: Literal["auto", "ddp", "fsdp"] | None = None,
           activation_checkpointing: Literal["auto", "on", "off"] | None = None, compile: bool | None = None,
-          workers: int | None = None, resume: bool = False, device: str = "auto",
+          workers: int | None = None, precision: Literal["auto", "bf16", "fp32"] | None = None,
+          resume: bool = False, device: str = "auto",
           max_minutes: float | None = None, timeout_s: float = 600.0, progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
 
@@ -439,6 +460,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         activation_checkpointing: recompute block activations in the backward: on, off, or auto (large presets).
         compile: torch.compile each transformer block.
         workers: data loader processes building the next batches (0: in the training process).
+        precision: bf16 (autocast), fp32, or auto: bf16 on CUDA and on CPUs with bf16 matrix units
+            (AMX / AVX-512 BF16), fp32 elsewhere. May change on resume.
         resume: continue exactly from the newest checkpoint in OUT (on any number of ranks).
         device: auto, cpu or cuda.
         max_minutes: stop (with a checkpoint) after this many minutes.
@@ -453,7 +476,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
                                        tokenizer=tokenizer, tasks=tasks, vl_sets=vl_sets,
                                        vl_weight=vl_weight, grad_accum=grad_accum,
                                        parallel=parallel, activation_checkpointing=activation_checkpointing,
-                                       compile=compile, workers=workers).items()
+                                       compile=compile, workers=workers, precision=precision).items()
                  if v is not None}
     cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
     get_preset(cfg.preset)  # clear error for an unknown preset before any work

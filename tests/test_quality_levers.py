@@ -1,0 +1,101 @@
+"""Training and acting levers of the quality work: Gaussian-histogram targets, median decoding,
+episode-start windows, action-balanced mixtures, bf16 training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gato.config import get_preset
+from gato.data.episode import Episode, TaskSpec
+from gato.data.sampling import ControlSource
+from gato.tokenization.vocab import Kind
+from gato.training import precision
+from gato.training.loss import gaussian_targets, masked_loss
+from gato.training.trainer import TrainConfig, Trainer, mixture_weights
+
+
+def _one_continuous_target(tm, bin_index: int):
+    lo, _ = tm.continuous_range()
+    ids = torch.tensor([[tm.separator, lo + bin_index]])
+    kinds = torch.tensor([[int(Kind.SEPARATOR), int(Kind.CONTINUOUS_ACTION)]], dtype=torch.uint8)
+    return ids, kinds, torch.tensor([[False, True]])
+
+
+def test_gaussian_targets_reward_nearby_bins_and_reduce_to_one_hot():
+    tm = get_preset("gato-tiny").token_map
+    lo, hi = tm.continuous_range()
+    ids, kinds, mask = _one_continuous_target(tm, 500)
+
+    def loss_when_predicting(b, sigma):
+        logits = torch.full((1, tm.size), -10.0)
+        logits[0, lo + b] = 10.0
+        return float(masked_loss(logits, ids, kinds, mask, sigma=sigma, continuous=(lo, hi))[0])
+
+    # One-hot cross-entropy cannot tell a neighbour from a far bin; the histogram can.
+    assert loss_when_predicting(501, 0.0) == pytest.approx(loss_when_predicting(900, 0.0))
+    assert loss_when_predicting(501, 2.0) < loss_when_predicting(510, 2.0) < loss_when_predicting(900, 2.0)
+    # A tiny sigma is the one-hot target.
+    logits = torch.randn(1, tm.size)
+    a = masked_loss(logits, ids, kinds, mask, sigma=1e-3, continuous=(lo, hi))[0]
+    b = masked_loss(logits, ids, kinds, mask)[0]
+    assert float(a) == pytest.approx(float(b), rel=1e-5)
+    p = gaussian_targets(torch.tensor([0, 1023]), 1024, 2.0)
+    assert torch.allclose(p.sum(-1), torch.ones(2)) and p[0].argmax() == 0 and p[1].argmax() == 1023
+
+
+def test_median_decoding_picks_the_middle_of_the_predicted_mass():
+    from gato.agent import GatoAgent
+    from gymnasium import spaces
+
+    model_cfg = get_preset("gato-tiny", context=64, num_layers=1)
+    from gato.model import Gato
+    spec = TaskSpec("t/c", spaces.Box(-1, 1, (2,), np.float32), spaces.Box(-1, 1, (1,), np.float32))
+    agent = GatoAgent(Gato(model_cfg), spec, 1, decode="median")
+    z = torch.full((1, 1024), -30.0)
+    z[0, [100, 200, 300]] = torch.tensor([0.0, 0.1, 0.0]).exp().log()  # three near-equal modes
+    z[0, 100] += 0.3  # the argmax is the outer one
+    tok, _ = agent._sample(z, 0, median=True)
+    assert int(tok) == 200 and int(agent._sample(z, 0)[0]) == 100
+    with pytest.raises(ValueError, match="decode"):
+        GatoAgent(Gato(model_cfg), spec, 1, decode="mode")
+
+
+def _source(start_prob):
+    from gymnasium import spaces
+    tm = get_preset("gato-tiny").token_map
+    spec = TaskSpec("t/c", spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2))
+    eps = [Episode([np.zeros(3, np.float32)] * 400, [0] * 400) for _ in range(3)]
+    return ControlSource(spec, eps, tm, prompt_prob=0.0, start_prob=start_prob), tm
+
+
+def test_start_prob_opens_windows_at_the_episode_start():
+    rng = np.random.default_rng(0)
+    src, tm = _source(1.0)
+    assert all(src.sample(rng, 64).kinds[0] == Kind.BOS for _ in range(20))
+    src, _ = _source(0.0)
+    assert sum(src.sample(rng, 64).kinds[0] == Kind.BOS for _ in range(50)) < 5  # 1 in ~25 uniformly
+    assert src.tokens_per_action() == 5.0  # 3 values, the separator, 1 action
+
+
+def test_task_balance_moves_rows_towards_action_poor_tasks():
+    assert mixture_weights(2, 1, 0.2, [100.0, 4.0], 0.0) == pytest.approx([0.4, 0.4, 0.2])
+    w = mixture_weights(2, 1, 0.2, [100.0, 4.0], 1.0)
+    assert w[0] / w[1] == pytest.approx(25.0) and sum(w) == pytest.approx(1.0)
+    assert mixture_weights(2, 0, 0.2, [9.0, 1.0], 0.5) == pytest.approx([0.75, 0.25])
+    with pytest.raises(ValueError, match="task_balance"):
+        mixture_weights(2, 1, 0.2, [1.0, 1.0], 1.5)
+
+
+def test_precision_resolution_and_a_bf16_training_step():
+    assert precision.resolve("fp32", "cpu") == "fp32"
+    assert precision.resolve("auto", "cpu") == ("bf16" if precision.cpu_has_bf16() else "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        precision.resolve("fp16", "cpu")
+    cfg = TrainConfig(steps=3, batch_size=2, context=64, warmup=1, precision="bf16", target_sigma=2.0)
+    t = Trainer(cfg, get_preset("gato-tiny", context=64, num_layers=1))
+    assert t.precision == "bf16" and t.meta()["precision"] == "bf16"
+    losses = [float(t.train_step(t.data.sample_batch(2, 64))[0]) for _ in range(3)]
+    assert all(np.isfinite(losses))
+    assert next(t.model.parameters()).dtype == torch.float32  # autocast lowers products, not weights
