@@ -24,6 +24,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("tasks",): ("gato.envs.registry:tasks", "list every control task with its modalities, expert and scores"),
     ("scores",): ("gato.envs.scores:scores", "measure expert and random reference scores per task"),
     ("collect",): ("gato.data.collect:collect", "record expert episodes of tasks or domains into datasets"),
+    ("data-report",): ("gato.data.diagnostics:data_report", "what each task's demonstrations can teach (action ids, entropy)"),
+    ("dagger",): ("gato.commands.dagger:dagger", "DAgger rounds: learner rollouts labelled by the experts, more training"),
     ("experts", "train-ars"): ("gato.experts.ars:ars_train", "train a linear ARS locomotion expert (MuJoCo)"),
     ("tokenizer", "train"): ("gato.tokenization.text:tokenizer_train", "train a SentencePiece text tokenizer offline"),
     ("bench", "train"): ("gato.bench:bench_train", "training throughput vs a bare transformer"),

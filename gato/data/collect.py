@@ -147,7 +147,20 @@ def _collect_control(targets: list[str], episodes: int, test_episodes: int, work
         for w in writers.values():
             w.close()
     summary = {t.name: {split: writers[t.name, split].episodes_on_disk(split) for split in plan} for t in tasks}
+    _write_diagnostics(out, [t.name for t in tasks if summary[t.name]["train"]])
     for name, counts in summary.items():
         extra = f", {failures[name]} failed" if name in failures else ""
         print(f"{name:<40} train {counts['train']:>5}  test {counts['test']:>4}{extra}")
     return {"episodes": summary, "failures": failures}
+
+
+def _write_diagnostics(out: Path, names: list[str]) -> None:
+    """Each task card's "diagnostics": how much its demonstrations can teach (gato.data.diagnostics)."""
+    from gato.config import get_preset
+    from gato.data.diagnostics import dataset_stats
+    from gato.data.storage import update_card
+    from gato.tokenization.text import TextTokenizer
+
+    tm, text = get_preset("gato-tiny").token_map, TextTokenizer.default()
+    for name in names:
+        update_card(out, name, {"diagnostics": dataset_stats(out, name, tm, text)})

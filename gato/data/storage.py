@@ -41,7 +41,7 @@ from gato.data.episode import Episode, TaskSpec
 from gato.tokenization.spaces import is_image_space, is_integer_box
 
 FORMAT_VERSION = 1
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "dagger")  # dagger: learner-visited states labelled by the expert
 TEXT, IMAGE, DISCRETE, CONTINUOUS = "text", "image", "discrete", "continuous"
 OBS_COLUMNS = {TEXT: "text_observations", IMAGE: "image_observations",
                DISCRETE: "discrete_observations", CONTINUOUS: "continuous_observations"}
@@ -460,6 +460,14 @@ class DatasetWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()  # complete episodes are kept even when the collection failed
+
+
+def update_card(root: str | Path, task_name: str, fields: dict) -> None:
+    """Add or replace top-level fields of a task's card.json (atomically)."""
+    path = task_folder(root, task_name) / "card.json"
+    card = _load_card(path) | fields
+    text = json.dumps(card, indent=1)
+    _atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 # ---------------------------------------------------------------- readers

@@ -121,6 +121,12 @@ class Paddle(_Expert):
         self.presses = [(t, v) for t, v in self.presses if now - t < len(self.h)] + ([(now, u)] if u else [])
         return self.moves[u]
 
+    def taken(self, action) -> None:
+        """Another policy acted: the paddle's motion model counts the press really made."""
+        u = next((k for k, a in self.moves.items() if a == action), 0)
+        now = self.t - 1
+        self.presses = [(t, v) for t, v in self.presses if t != now] + ([(now, u)] if u else [])
+
 
 class Freeway(_Expert):
     def __call__(self, obs):
@@ -212,6 +218,11 @@ class Bowling(_Expert):
             return self.a["UP" if r[40] < self.LANE else "DOWN"]
         self.rolling, self.k = True, 0
         return self.a["FIRE"]
+
+    def taken(self, action) -> None:
+        """A release it asked for but another policy did not make has not started a roll."""
+        if self.rolling and self.k == 0 and action != self.a["FIRE"]:
+            self.rolling = False
 
 
 for _game, _expert, _kind in [

@@ -34,6 +34,9 @@ class Task:
     max_steps: int  # episode cap for collection and evaluation
     success: bool = False  # the environment reports info["success"]
     description: str = ""
+    # Why the expert cannot label states it did not drive the environment into ("": it can;
+    # DAgger needs it). Experts that keep state are told the executed action through `taken`.
+    cannot_label: str = ""
 
     @property
     def domain(self) -> str:

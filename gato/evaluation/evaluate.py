@@ -13,6 +13,7 @@ import numpy as np
 from tyro.conf import Positional
 
 from gato.data.episode import TaskSpec
+from gato.prompts import task_prompt
 from gato.evaluation.metrics import normalized, summarize, threshold_curve
 
 RESULTS_VERSION = 1
@@ -24,26 +25,6 @@ def _load(checkpoint: Path, device: str):
 
     model, meta = load_model(Path(checkpoint), device)
     return model, meta, load_tokenizer(Path(checkpoint))
-
-
-def _prompt(data: Path | None, task_name: str, spec: TaskSpec, model_cfg, text):
-    """The end of the task's best training episode (goal conditioning, as in training), or None."""
-    if data is None:
-        return None
-    from gato.data.layout import EpisodeLayout
-    from gato.data.storage import TaskDataset, task_folder
-
-    if not (task_folder(data, task_name) / "card.json").exists():
-        return None
-    episodes = TaskDataset(data, task_name).episodes("train")
-    if not episodes:
-        return None
-    best = max(episodes, key=lambda e: float(e.rewards.sum()))
-    layout = EpisodeLayout(spec, model_cfg.token_map, text, model_cfg.max_local_positions)
-    lengths = layout.step_lengths(best)
-    size = model_cfg.context // 4
-    total = 1 + int(lengths.sum())
-    return layout.window(best, lengths, max(0, total - size), size).without_loss()
 
 
 def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=None, prompt=None,
@@ -69,7 +50,8 @@ def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=N
 def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",), episodes: int = 50, envs: int = 16,
              out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
              seed: int = 100_000, device: str = "cpu", videos: int = 3, vl: bool = True,
-             vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto") -> dict:
+             vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
+             prompt: bool = True) -> dict:
     """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
 
     Args:
@@ -78,7 +60,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         episodes: episodes per task (the paper uses 50).
         envs: environments stepped together per task.
         out: results folder.
-        data: dataset root for prompts (the end of a task's best demonstration); none by default.
+        data: dataset root for prompts and the vision-language sets (default: prompts the checkpoint carries).
         temperature: 0 for greedy action tokens, else sampling temperature.
         seed: first reset seed (disjoint from collection and reference-score seeds).
         device: cpu or cuda.
@@ -88,12 +70,15 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         decode: greedy continuous action tokens: the most likely bin (argmax), the median of the
             predicted distribution, or auto (median for checkpoints trained on Gaussian-histogram
             targets, argmax otherwise).
+        prompt: prompt each episode with the end of the task's best demonstration, from DATA, or
+            from the prompts the checkpoint carries (`gato export`) when no DATA is given.
     """
     from gato.envs import resolve
     from gato.envs.scores import load_scores, scores_file_id
 
     model, meta, text = _load(checkpoint, device)
     decode = resolve_decode(decode, meta)
+    prompts = prompt_source(checkpoint, data) if prompt else None
     ref = load_scores()
     chosen = resolve(list(tasks)) if tasks else []
     per_task, t0 = {}, time.perf_counter()
@@ -101,10 +86,10 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
         probe = task.make()
         spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
         probe.close()
-        prompt = _prompt(data, task.name, spec, model.cfg, text)
-        if data is not None and prompt is None:
-            print(f"{task.name}: no training episodes in {data}, so no prompt (collect the task to prompt it)")
-        eps = rollout(model, task, spec, episodes, envs, text=text, prompt=prompt, temperature=temperature,
+        task_p = task_prompt(prompts, task.name, spec, model.cfg, text)
+        if prompts is not None and task_p is None:
+            print(f"{task.name}: no training episodes in {prompts}, so no prompt (collect the task to prompt it)")
+        eps = rollout(model, task, spec, episodes, envs, text=text, prompt=task_p, temperature=temperature,
                       seed=seed, device=device, decode=decode)
         rets = np.array([e["return"] for e in eps])
         r, e = (ref.get(task.name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
@@ -112,20 +97,21 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
             "domain": task.domain, "episodes": len(eps), "mean": float(rets.mean()), "std": float(rets.std()),
             "returns": rets.tolist(), "random": r, "expert": e, "normalized": normalized(float(rets.mean()), r, e),
             "success_rate": float(np.mean([x["success"] for x in eps])) if task.success else None,
-            "prompt_tokens": 0 if prompt is None else len(prompt)}
+            "prompt_tokens": 0 if task_p is None else len(task_p)}
         p = per_task[task.name]
         norm = "missing" if p["normalized"] is None else f"{100 * p['normalized']:.1f}%"
         print(f"{task.name:<40} return {p['mean']:>10.2f} ± {p['std']:<8.2f} normalised {norm}")
     results = _aggregate(per_task)
     results["videos"] = {}
     for task in chosen[:videos]:
-        v = record_video(model, text, task, Path(out) / "videos", seed=seed, data=data, temperature=temperature,
+        v = record_video(model, text, task, Path(out) / "videos", seed=seed, data=prompts, temperature=temperature,
                          device=device, decode=decode)
         results["videos"][task.name] = str(Path(v["video"]).relative_to(Path(out)))
     results["vision_language"] = _vision_language(model, text, data, vl_examples, seed) if vl and data else {}
     results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
                    episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
-                   seed=seed, envs=envs, decode=decode, data=None if data is None else str(data), vl_examples=vl_examples,
+                   seed=seed, envs=envs, decode=decode, prompts=None if prompts is None else str(prompts),
+                   data=None if data is None else str(data), vl_examples=vl_examples,
                    scores_file=scores_file_id())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,6 +126,14 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
     report = write_report(results, out)
     print(f"results in {out / 'results.json'}, report in {report} and {report.with_suffix('.html')}")
     return results
+
+
+def prompt_source(checkpoint: Path, data: Path | None) -> Path | None:
+    """Where prompts come from: DATA when given, else the checkpoint's own prompts/ (if any)."""
+    from gato.prompts import checkpoint_prompts
+    from gato.training.trainer import checkpoint_folder
+
+    return Path(data) if data is not None else checkpoint_prompts(checkpoint_folder(Path(checkpoint)))
 
 
 def resolve_decode(decode: str, meta: dict) -> str:
@@ -184,7 +178,7 @@ def _aggregate(per_task: dict) -> dict:
 
 def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("runs/play"), seed: int = 100_000,
          data: Path | None = None, temperature: float = 0.0, max_frames: int = 400, device: str = "cpu",
-         decode: Literal["auto", "argmax", "median"] = "auto") -> dict:
+         decode: Literal["auto", "argmax", "median"] = "auto", prompt: bool = True) -> dict:
     """Run one episode of TASK with a checkpoint and save its video (GIF) for a quick look.
 
     Args:
@@ -192,16 +186,19 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
         task: task name (see `gato tasks`).
         out: folder for the GIF.
         seed: reset seed (default: that of `gato eval`'s first episode, apart from collection seeds).
-        data: dataset root for the prompt (optional).
+        data: dataset root for the prompt (default: the prompts the checkpoint carries).
         temperature: 0 for greedy action tokens.
         max_frames: frames kept in the GIF (evenly subsampled).
         device: cpu or cuda.
         decode: greedy continuous action tokens: argmax, median, or auto (as `gato eval`).
+        prompt: prompt with the end of the task's best demonstration, from DATA or else from the
+            checkpoint's own prompts (as `gato eval`).
     """
     from gato.envs import get_task
 
     model, meta, text = _load(checkpoint, device)
-    result = record_video(model, text, get_task(task), Path(out), seed=seed, data=data, temperature=temperature,
+    prompts = prompt_source(checkpoint, data) if prompt else None
+    result = record_video(model, text, get_task(task), Path(out), seed=seed, data=prompts, temperature=temperature,
                           max_frames=max_frames, device=device, decode=resolve_decode(decode, meta))
     print(f"{task}: return {result['return']:.2f} in {result['steps']} steps; video {result['video']}")
     return result
@@ -217,7 +214,7 @@ def record_video(model, text, task, out: Path, *, seed: int = 0, data: Path | No
 
     env = task.make(render_mode="rgb_array", sticky=True)
     spec = TaskSpec(task.name, env.observation_space, env.action_space)
-    agent = GatoAgent(model, spec, 1, text=text, prompt=_prompt(data, task.name, spec, model.cfg, text),
+    agent = GatoAgent(model, spec, 1, text=text, prompt=task_prompt(data, task.name, spec, model.cfg, text),
                       temperature=temperature, seed=seed, device=device, decode=decode)
     frames = []
     try:

@@ -132,7 +132,8 @@ def save_checkpoint(directory: Path, *, weights: dict[str, torch.Tensor], meta: 
     """Atomically write a checkpoint folder (replacing one of the same name) and return it.
 
     ``meta`` must be JSON-able; its keys ``format`` and ``version`` are reserved. ``files`` are
-    extra files written beside the weights (the text tokenizer, so a checkpoint is self-contained). An existing folder
+    extra files written beside the weights (the text tokenizer, so a checkpoint is self-contained;
+    a name may hold folders: "prompts/control/cartpole/card.json"). An existing folder
     is renamed aside to ``<name>.old-<pid>``, the new one renamed in, then the old one deleted; a
     crash between those renames leaves both under ignored names, never a half-written ``<name>``.
     """
@@ -153,6 +154,7 @@ def save_checkpoint(directory: Path, *, weights: dict[str, torch.Tensor], meta: 
             _write_tensors(tmp / _STATE, tensors)
             _write_text(tmp / _STATE_JSON, json.dumps({"format": FORMAT, "version": VERSION, "skeleton": skeleton}))
         for name, data in (files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data)
             _fsync(tmp / name)
         _write_text(tmp / _CONFIG, config)  # last: its presence marks a complete folder

@@ -56,6 +56,7 @@ class TrainConfig:
     start_prob: float = 0.0  # share of control windows that open at an episode's start (as acting does)
     task_balance: float = 0.0  # 0: equal rows per task; 1: equal action tokens per task (docs/quality.md)
     target_sigma: float = 0.0  # > 0: continuous action targets are Gaussian histograms of this many bins
+    init: str = ""  # start from this checkpoint's weights (fine-tuning, DAgger rounds); optimizer fresh
     prompt_tokens: int = 0  # 0: a quarter of the context
     tokenizer: str = ""  # SentencePiece model file; "": the committed default
     vl_sets: tuple[str, ...] = ()  # vision-language and text sets of the dataset folder (empty: all there)
@@ -70,6 +71,15 @@ class TrainConfig:
     compile: bool = False  # torch.compile each transformer block
     workers: int = 0  # data loader processes building the next batches (0: the training process)
     precision: str = "auto"  # bf16 autocast or fp32; auto: bf16 on CUDA and CPUs with bf16 matrix units
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """A saved configuration (config.json's "train"), JSON lists back to tuples."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def __post_init__(self):
         if self.grad_accum < 1:
@@ -159,6 +169,8 @@ class Trainer:
         self.rows = dist.rows(cfg.batch_size, cfg.grad_accum)  # this rank's micro-batches of rows
         torch.manual_seed(cfg.seed)
         self.model = Gato(self.model_cfg).to(self.device)
+        if cfg.init:
+            self._init_from(Path(cfg.init))
         large = self.model_cfg.name in LARGE_PRESETS
         if cfg.activation_checkpointing == "on" or (cfg.activation_checkpointing == "auto" and large):
             distributed.apply_activation_checkpointing(self.model)
@@ -176,6 +188,19 @@ class Trainer:
         self.precision = precision.resolve(cfg.precision, self.device)
         self.data = build_mixture(cfg, self.model_cfg, self.text, self.context)
         self.step = 0
+
+    def _init_from(self, path: Path) -> None:
+        """Weights of another checkpoint, which must have this model's shape and tokenizer."""
+        path = checkpoint_folder(path)
+        meta = ckpt.load_meta(path)
+        theirs = {k: v for k, v in meta["model"].items() if k not in ("context", "dropout")}
+        mine = {k: v for k, v in self.model_cfg.to_dict().items() if k not in ("context", "dropout")}
+        if theirs != mine:
+            raise ValueError(f"--init {path}: its model differs from {self.model_cfg.name}: {_diff(theirs, mine)}")
+        if meta.get("tokenizer", {}).get("sha256") != self.text.sha256:
+            raise ValueError(f"--init {path}: trained with tokenizer {meta.get('tokenizer')}, not "
+                             f"{self.text.source} (sha256 {self.text.sha256})")
+        ckpt.load_model_weights(self.model, path)
 
     # ------------------------------------------------------------------ state
     def facts(self) -> dict:
@@ -394,20 +419,37 @@ def load_tokenizer(path: Path) -> TextTokenizer:
     return text
 
 
-def export(checkpoint: Positional[Path], out: Path) -> Path:
+def export(checkpoint: Positional[Path], out: Path, data: Path | None = None) -> Path:
     """Write a checkpoint for sharing: its weights, config and tokenizer, without the optimizer and
-    data state that only resuming needs (a third of the size). `gato eval`, `play`, `chat` and
-    `caption` take the result like any checkpoint.
+    data state that only resuming needs (a third of the size), and demonstration prompts for its
+    tasks (a few KB), so `gato eval` and `gato play` prompt it as the paper does with no dataset.
+    `gato eval`, `play`, `chat` and `caption` take the result like any checkpoint.
 
     Args:
         checkpoint: checkpoint folder, or a run folder (its newest checkpoint).
         out: the folder to write (replaced atomically if it exists).
+        data: dataset root to take the prompts from (default: the one it was trained on, if present).
     """
+    import tempfile
+
+    from gato.prompts import PROMPTS_DIR, write_prompts
+
     src = checkpoint_folder(checkpoint)
     meta, text = ckpt.load_meta(src), load_tokenizer(src)
-    path = ckpt.save_checkpoint(Path(out), weights=ckpt.load_weights(src), meta=meta,
-                                files={TOKENIZER_FILE: text.to_bytes()})
-    print(f"exported {src} (step {meta.get('step')}) -> {path}")
+    files = {TOKENIZER_FILE: text.to_bytes()}
+    data = Path(data) if data is not None else Path(meta.get("train", {}).get("data", ""))
+    prompted: list[str] = []
+    if data.name and data.is_dir():
+        with tempfile.TemporaryDirectory() as tmp:
+            model_cfg = ModelConfig.from_dict(meta["model"])
+            trained = meta.get("train", {}).get("context") or model_cfg.context
+            model_cfg = dataclasses.replace(model_cfg, context=min(model_cfg.context, trained))
+            prompted = write_prompts(data, Path(tmp), model_cfg, text, list(meta.get("train", {}).get("tasks") or []))
+            files |= {f"{PROMPTS_DIR}/{f.relative_to(tmp)}": f.read_bytes()
+                      for f in sorted(Path(tmp).rglob("*")) if f.is_file()}
+    path = ckpt.save_checkpoint(Path(out), weights=ckpt.load_weights(src), meta=meta, files=files)
+    where = f"prompts for {len(prompted)} tasks from {data}" if prompted else "no prompts (no training data found)"
+    print(f"exported {src} (step {meta.get('step')}) -> {path} with {where}")
     return path
 
 
@@ -431,7 +473,9 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           grad_accum: int | None = None, parallel: Literal["auto", "ddp", "fsdp"] | None = None,
           activation_checkpointing: Literal["auto", "on", "off"] | None = None, compile: bool | None = None,
           workers: int | None = None, precision: Literal["auto", "bf16", "fp32"] | None = None,
-          resume: bool = False, device: str = "auto",
+          init: str | None = None, start_prob: float | None = None, task_balance: float | None = None,
+          target_sigma: float | None = None, min_return: float | None = None, prompt_prob: float | None = None,
+          weight_decay: float | None = None, resume: bool = False, device: str = "auto",
           max_minutes: float | None = None, timeout_s: float = 600.0, progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
 
@@ -462,6 +506,14 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         workers: data loader processes building the next batches (0: in the training process).
         precision: bf16 (autocast), fp32, or auto: bf16 on CUDA and on CPUs with bf16 matrix units
             (AMX / AVX-512 BF16), fp32 elsewhere. May change on resume.
+        init: start from this checkpoint's weights (same model shape and tokenizer); the optimizer
+            and schedule start fresh.
+        start_prob: share of control windows that open at an episode's start, as acting does.
+        task_balance: 0: every task the same rows; 1: the same action tokens (docs/quality.md).
+        target_sigma: > 0: continuous action targets are Gaussian histograms this many bins wide.
+        min_return: keep demonstrations with at least this fraction of the expert's return.
+        prompt_prob: share of control windows prepended with a demonstration prompt.
+        weight_decay: AdamW weight decay of the matrices.
         resume: continue exactly from the newest checkpoint in OUT (on any number of ranks).
         device: auto, cpu or cuda.
         max_minutes: stop (with a checkpoint) after this many minutes.
@@ -476,9 +528,19 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
                                        tokenizer=tokenizer, tasks=tasks, vl_sets=vl_sets,
                                        vl_weight=vl_weight, grad_accum=grad_accum,
                                        parallel=parallel, activation_checkpointing=activation_checkpointing,
-                                       compile=compile, workers=workers, precision=precision).items()
+                                       compile=compile, workers=workers, precision=precision, init=init,
+                                       start_prob=start_prob, task_balance=task_balance,
+                                       target_sigma=target_sigma, min_return=min_return,
+                                       prompt_prob=prompt_prob, weight_decay=weight_decay).items()
                  if v is not None}
     cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
+    return run_training(cfg, Path(out), device=device, resume=resume, progress=progress, max_minutes=max_minutes,
+                        timeout_s=timeout_s)
+
+
+def run_training(cfg: TrainConfig, out: Path, *, device: str = "auto", resume: bool = False, progress: bool = True,
+                 max_minutes: float | None = None, timeout_s: float = 600.0) -> dict:
+    """Train with a resolved configuration (what `gato train`, `gato dagger` and fine-tuning call)."""
     get_preset(cfg.preset)  # clear error for an unknown preset before any work
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

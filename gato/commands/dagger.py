@@ -1,0 +1,109 @@
+"""`gato dagger`: rounds of expert-labelled learner rollouts and continued training (gato/dagger.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Literal
+
+from tyro.conf import Positional
+
+
+def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: int = 2, episodes: int = 16,
+           steps: int = 300, data: Path | None = None, out: Path = Path("runs/dagger"), envs: int = 8,
+           lr: float | None = None, decode: Literal["auto", "argmax", "median"] = "auto", device: str = "cpu",
+           max_minutes: float | None = None, progress: bool = True) -> dict:
+    """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
+    task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
+
+    Round r starts from round r-1's newest checkpoint (round 1 from CHECKPOINT) and trains STEPS
+    more steps into OUT/round-r with the checkpoint's own training configuration. Killed, it
+    resumes: rollouts skip the episodes on disk, training resumes from its newest checkpoint.
+
+    Args:
+        checkpoint: the policy to start from (checkpoint or run folder).
+        tasks: tasks to roll out (default: those the checkpoint was trained on, or all of DATA).
+        rounds: DAgger rounds.
+        episodes: learner episodes per task and round.
+        steps: training steps per round.
+        data: dataset root the checkpoint was trained on (default: the one in its config); DAgger
+            episodes are added to it.
+        out: folder of the rounds' training runs and dagger.json (per-round learner returns).
+        envs: environments stepped together per task.
+        lr: peak learning rate of the rounds (default: the checkpoint's).
+        decode: greedy continuous action tokens (as `gato eval`).
+        device: cpu or cuda.
+        max_minutes: stop training (with a checkpoint) after this many minutes per round.
+        progress: show a progress bar while training.
+    """
+    from gato.dagger import check_labelable, collect_round
+    from gato.data.episode import TaskSpec
+    from gato.data.datasets import find_tasks
+    from gato.envs import resolve
+    from gato.evaluation.evaluate import resolve_decode
+    from gato.prompts import task_prompt
+    from gato.training import checkpoint as ckpt
+    from gato.training.trainer import TrainConfig, checkpoint_folder, load_model, load_tokenizer, run_training
+
+    if rounds < 1 or episodes < 1 or steps < 1:
+        raise ValueError(f"rounds, episodes and steps must be >= 1, got {rounds}, {episodes} and {steps}")
+    start = checkpoint_folder(Path(checkpoint))
+    meta = ckpt.load_meta(start)
+    base = TrainConfig.from_dict(meta["train"])
+    root = Path(data) if data is not None else Path(base.data)
+    if not root.is_dir():
+        raise ValueError(f"dataset root {root} does not exist: pass --data (the folder the checkpoint was "
+                         "trained on, made by `gato collect`)")
+    names = list(tasks) or list(base.tasks) or find_tasks(root)
+    chosen = resolve(names)
+    check_labelable(chosen)  # before any rollout
+    on_disk = set(find_tasks(root))
+    missing = [t.name for t in chosen if t.name not in on_disk]
+    if missing:
+        raise ValueError(f"no demonstrations of {', '.join(missing)} under {root} (collect them first)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "dagger.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {"checkpoint": str(start), "rounds": {}}
+    policy = start
+    for r in range(1, rounds + 1):
+        run_dir = out / f"round-{r}"
+        latest = ckpt.latest_checkpoint(run_dir) if run_dir.exists() else None
+        if latest is not None and ckpt.load_meta(latest)["step"] >= steps:
+            policy = latest
+            continue
+        model, pmeta = load_model(policy, device)
+        text = load_tokenizer(policy)
+        how = resolve_decode(decode, pmeta)
+        rows = []
+        for task in chosen:
+            probe = task.make()
+            spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
+            probe.close()
+            prompt = task_prompt(root, task.name, spec, model.cfg, text)
+            row = collect_round(model, text, task, root, r, episodes, num_envs=envs, prompt=prompt, decode=how,
+                                device=device)
+            rows.append(row)
+            ret = "-" if row["learner_return"] is None else f"{row['learner_return']:.2f}"
+            print(f"round {r} {task.name:<36} learner return {ret:>10}  +{row['new_episodes']} labelled "
+                  f"episodes ({row['on_disk']} in all)")
+        log["rounds"][str(r)] = {"policy": str(policy), "tasks": rows}
+        _write_json(log_path, log)
+        cfg = dataclasses.replace(base, init=str(policy), steps=steps, warmup=min(base.warmup, steps // 10),
+                                  data=str(root), tasks=tuple(t.name for t in chosen) if base.tasks else (),
+                                  lr=lr if lr is not None else base.lr,
+                                  checkpoint_every=min(base.checkpoint_every, steps))
+        run_training(cfg, run_dir, device=device, resume=latest is not None, progress=progress,
+                     max_minutes=max_minutes)
+        policy = ckpt.latest_checkpoint(run_dir)
+    log["final"] = str(policy)
+    _write_json(log_path, log)
+    print(f"DAgger done: {policy}")
+    return log
+
+
+def _write_json(path: Path, obj) -> None:
+    from gato.training.trainer import write_json_atomic
+
+    write_json_atomic(path, obj)

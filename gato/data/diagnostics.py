@@ -1,0 +1,95 @@
+"""How much a dataset can teach, before anyone trains on it.
+
+A behaviour-cloned policy learns what the demonstrations vary. An expert that holds its system
+so still that its actions use a handful of the 1024 bins (MuJoCo InvertedPendulum: 10 ids,
+0.71 nats) shows nothing about what to do away from its own states, and a model trained on it
+outputs a constant (docs/quality.md). Per action dimension: the distinct token ids used and the
+entropy of their distribution (nats; log 1024 = 6.93 is the most a continuous dimension can
+have, log n for n discrete actions); per observation: the mean standard deviation of its
+continuous values. `gato collect` writes these into each task's card; `gato data-report` prints them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gato.data.episode import Episode, TaskSpec
+from gato.tokenization import spaces
+from gato.tokenization.vocab import TokenMap
+
+
+def action_stats(spec: TaskSpec, episodes: list[Episode], tm: TokenMap, text=None) -> dict:
+    """Distinct ids and entropy (nats) per action token position, over every step."""
+    ids = [spaces.encode(spec.action_space, a, tm, role=spaces.ACTION, text=text).ids
+           for e in episodes for a in e.actions]
+    width = min(len(i) for i in ids)
+    cols = np.array([i[:width] for i in ids])  # (steps, action tokens); text actions: their first tokens
+    distinct, entropy = [], []
+    for c in cols.T:
+        _, counts = np.unique(c, return_counts=True)
+        p = counts / counts.sum()
+        distinct.append(int(len(counts)))
+        entropy.append(round(abs(float(-(p * np.log(p)).sum())), 3))
+    return {"action_ids_distinct": distinct, "action_entropy_nats": entropy, "steps": int(len(cols))}
+
+
+def observation_spread(episodes: list[Episode]) -> float | None:
+    """Mean standard deviation of the continuous (float) observation values over all steps."""
+    def floats(o):
+        if isinstance(o, dict):
+            return np.concatenate([floats(v) for v in o.values()] or [np.zeros(0)])
+        a = np.asarray(o)
+        return a.ravel().astype(np.float64) if a.dtype.kind == "f" else np.zeros(0)
+    rows = [floats(o) for e in episodes for o in e.observations]
+    if not rows or not len(rows[0]):
+        return None
+    return round(float(np.stack(rows).std(axis=0).mean()), 5)
+
+
+def dataset_stats(root: Path, task_name: str, tm: TokenMap, text=None, split: str = "train",
+                  limit: int | None = 200) -> dict:
+    """The card's "diagnostics": action id usage and observation spread of a task's split."""
+    from gato.data.storage import TaskDataset
+
+    ds = TaskDataset(root, task_name)
+    episodes = ds.episodes(split, limit=limit)
+    if not episodes:
+        return {}
+    return action_stats(ds.spec, episodes, tm, text) | {"observation_std": observation_spread(episodes),
+                                                        "episodes": len(episodes)}
+
+
+def data_report(root: Path, tasks: tuple[str, ...] = ()) -> list[dict]:
+    """Print what each task's demonstrations can teach: episodes, return, noise, action ids used
+    and their entropy per dimension, observation spread. Near-constant experts stand out.
+
+    Args:
+        root: dataset root (made by `gato collect`).
+        tasks: only these tasks (default: every task under ROOT).
+    """
+    from gato.config import get_preset
+    from gato.data.datasets import find_tasks
+    from gato.data.storage import TaskDataset
+    from gato.tokenization.text import TextTokenizer
+
+    tm, text = get_preset("gato-tiny").token_map, TextTokenizer.default()
+    names = list(tasks) or find_tasks(Path(root))
+    if not names:
+        raise ValueError(f"no task datasets under {root} (make them with `gato collect`)")
+    rows = []
+    fmt = "{:<36} {:>5} {:>11} {:>6}  {:<22} {:<26} {:>9}"
+    print(fmt.format("task", "eps", "return", "noise", "action ids per dim", "entropy (nats) per dim", "obs std"))
+    for name in names:
+        card = TaskDataset(root, name).card
+        stats = dataset_stats(Path(root), name, tm, text)
+        ret = card.get("splits", {}).get("train", {}).get("returns", {}).get("mean")
+        row = {"task": name, "noise": card.get("noise", 0.0), "return": ret} | stats
+        rows.append(row)
+        short = lambda xs: " ".join(str(x) for x in xs[:6]) + (" ..." if len(xs) > 6 else "")  # noqa: E731
+        print(fmt.format(name, stats.get("episodes", 0), "-" if ret is None else f"{ret:.1f}",
+                         f"{row['noise']:.2f}", short(stats.get("action_ids_distinct", [])),
+                         short(stats.get("action_entropy_nats", [])),
+                         "-" if stats.get("observation_std") is None else f"{stats['observation_std']:.4f}"))
+    return rows

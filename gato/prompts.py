@@ -1,0 +1,79 @@
+"""Demonstration prompts (paper, section 3.3): the end of a task's best demonstration, placed
+before the episode so the model knows which task it is in and what success looks like.
+
+They come from a dataset root (`--data`), or from the checkpoint itself: `gato export` stores a
+small dataset `prompts/` (for each task of its training data, the final steps of its best
+training episode, just enough to fill a prompt), so a shipped checkpoint is prompted as in the
+paper with no dataset on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gato.data.episode import Episode, TaskSpec
+from gato.data.layout import EpisodeLayout, Sequence
+
+PROMPTS_DIR = "prompts"  # inside a checkpoint folder
+
+
+def _best(data: Path, task_name: str) -> Episode | None:
+    from gato.data.storage import TaskDataset, task_folder
+
+    if not (task_folder(data, task_name) / "card.json").exists():
+        return None
+    episodes = TaskDataset(data, task_name).episodes("train")
+    return max(episodes, key=lambda e: float(e.rewards.sum())) if episodes else None
+
+
+def prompt_tokens(model_cfg) -> int:
+    """Prompt length: a quarter of the context, as training prompts."""
+    return model_cfg.context // 4
+
+
+def task_prompt(data: Path | None, task_name: str, spec: TaskSpec, model_cfg, text) -> Sequence | None:
+    """The end of the task's best training episode under `data` (None: no data or no episodes)."""
+    if data is None:
+        return None
+    best = _best(Path(data), task_name)
+    if best is None:
+        return None
+    layout = EpisodeLayout(spec, model_cfg.token_map, text, model_cfg.max_local_positions)
+    lengths = layout.step_lengths(best)
+    size = prompt_tokens(model_cfg)
+    total = 1 + int(lengths.sum())
+    return layout.window(best, lengths, max(0, total - size), size).without_loss()
+
+
+def checkpoint_prompts(checkpoint: Path) -> Path | None:
+    """The prompt dataset a checkpoint carries, if any."""
+    folder = Path(checkpoint) / PROMPTS_DIR
+    return folder if folder.is_dir() else None
+
+
+def write_prompts(data: Path, out: Path, model_cfg, text, tasks: list[str] | None = None) -> list[str]:
+    """For each task under `data` (or `tasks`), the final steps of its best training episode that
+    a prompt needs, as a one-episode dataset under OUT/<domain>/<task>/. Returns the tasks written."""
+    from gato.data.datasets import find_tasks
+    from gato.data.storage import DatasetWriter, TaskDataset
+
+    written = []
+    for name in tasks or find_tasks(Path(data)):
+        best = _best(Path(data), name)
+        if best is None:
+            continue
+        spec = TaskDataset(data, name).spec
+        layout = EpisodeLayout(spec, model_cfg.token_map, text, model_cfg.max_local_positions)
+        lengths = layout.step_lengths(best)
+        # the fewest final steps whose tokens fill the prompt (BOS is not part of it)
+        need = int(np.searchsorted(np.cumsum(lengths[::-1]), prompt_tokens(model_cfg))) + 1
+        k = min(len(best), need)
+        tail = Episode(best.observations[-k:], best.actions[-k:], best.rewards[-k:])
+        w = DatasetWriter(out, spec, {"prompt_of": str(data), "steps_from_end": k}, split="train",
+                          shard_episodes=1)
+        w.add(tail)
+        w.close()
+        written.append(name)
+    return written

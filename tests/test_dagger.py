@@ -1,0 +1,96 @@
+"""DAgger with the in-repo experts: learner rollouts relabelled by the expert, written as a
+round's shards, trained on; and demonstration prompts that travel with an exported checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gato.commands.dagger import dagger
+from gato.dagger import ExpertLabels, check_labelable, round_seeds, seed_round
+from gato.data.collect import collect
+from gato.data.storage import TaskDataset
+from gato.envs import get_task
+from gato.rollout import PolicyActor, RandomPolicy, run
+from gato.training.trainer import export, train
+
+SMALL = dict(steps=4, batch_size=2, context=64, warmup=1, progress=False, checkpoint_every=4)
+
+
+def test_expert_labels_every_state_the_learner_visits():
+    task = get_task("mujoco/inverted-pendulum")
+    envs = [task.make() for _ in range(3)]
+    experts = [task.make_expert(e) for e in envs]
+    learner = PolicyActor([RandomPolicy(e) for e in envs])  # a bad learner: the pole falls
+    results = run(task, envs, ExpertLabels(learner, experts), [5, 6, 7, 8])
+    assert [r.seed for r in results] == [5, 6, 7, 8]
+    probe = task.make_expert(task.make())
+    for r in results:
+        assert r.length < 100  # the learner's trajectory, not the expert's (which lasts 1000 steps)
+        for obs, label in zip(r.episode.observations, r.episode.actions):
+            np.testing.assert_array_equal(label, probe(obs))  # the expert's answer in that state
+
+
+def test_tasks_whose_expert_cannot_label_are_refused_by_name():
+    with pytest.raises(ValueError, match="box2d/bipedalwalker .*state machine"):
+        check_labelable([get_task("control/cartpole"), get_task("box2d/bipedalwalker")])
+    assert seed_round(round_seeds(3, 5)[4]) == 3 and seed_round(100_000) is None
+    with pytest.raises(ValueError, match="round"):
+        round_seeds(0, 5)
+
+
+def test_a_dagger_round_writes_labelled_shards_trains_and_resumes(tmp_path):
+    data = tmp_path / "data"
+    collect(("control/pendulum",), episodes=3, test_episodes=1, out=data, progress=False)
+    base = tmp_path / "base"
+    train(out=base, data=str(data), **SMALL)
+    log = dagger(base, rounds=2, episodes=2, steps=3, out=tmp_path / "dagger", envs=2, progress=False)
+    ds = TaskDataset(data, "control/pendulum")
+    assert len(ds.episodes("dagger")) == 4  # two rounds of two
+    assert {seed_round(s) for s in ds.card["splits"]["dagger"]["seeds"][0]} <= {1, 2}
+    assert (tmp_path / "dagger" / "round-2").is_dir() and log["final"].endswith("step_00000003")
+    assert json.loads((tmp_path / "dagger" / "dagger.json").read_text())["rounds"]["2"]["tasks"][0]["new_episodes"] == 2
+    # Run again: nothing is redone.
+    again = dagger(base, rounds=2, episodes=2, steps=3, out=tmp_path / "dagger", envs=2, progress=False)
+    assert again["final"] == log["final"] and len(TaskDataset(data, "control/pendulum").episodes("dagger")) == 4
+
+
+def test_dagger_refuses_a_task_it_cannot_label_before_any_rollout(tmp_path):
+    data = tmp_path / "data"
+    collect(("control/pendulum",), episodes=2, test_episodes=1, out=data, progress=False)
+    train(out=tmp_path / "base", data=str(data), **SMALL)
+    with pytest.raises(ValueError, match="bipedalwalker"):
+        dagger(tmp_path / "base", tasks=("box2d/bipedalwalker",), out=tmp_path / "d", progress=False)
+    assert not (data / "control" / "pendulum" / "dagger").exists()
+
+
+def test_exported_checkpoint_carries_prompts_that_eval_uses(tmp_path):
+    from gato.evaluation.evaluate import evaluate
+
+    data = tmp_path / "data"
+    collect(("control/cartpole",), episodes=2, test_episodes=1, out=data, progress=False)
+    train(out=tmp_path / "run", data=str(data), **SMALL)
+    shipped = export(tmp_path / "run", out=tmp_path / "shipped")
+    tail = TaskDataset(shipped / "prompts", "control/cartpole").episodes("train")
+    assert len(tail) == 1 and 0 < len(tail[0]) < 500  # just the final steps, not the whole episode
+    r = evaluate(shipped, tasks=("control/cartpole",), episodes=1, envs=1, out=tmp_path / "e", videos=0)
+    assert r["tasks"]["control/cartpole"]["prompt_tokens"] == 16  # a quarter of the 64-token context
+    r = evaluate(shipped, tasks=("control/cartpole",), episodes=1, envs=1, out=tmp_path / "e2", videos=0,
+                 prompt=False)
+    assert r["tasks"]["control/cartpole"]["prompt_tokens"] == 0
+
+
+def test_data_report_shows_an_uninformative_expert(tmp_path):
+    from gato.data.diagnostics import data_report
+
+    collect(("mujoco/inverted-pendulum",), episodes=2, test_episodes=1, out=tmp_path / "clean", progress=False)
+    collect(("mujoco/inverted-pendulum",), episodes=2, test_episodes=1, out=tmp_path / "noisy", progress=False,
+            noise=0.1)
+    clean, = data_report(tmp_path / "clean")
+    noisy, = data_report(tmp_path / "noisy")
+    assert clean["action_ids_distinct"][0] < 30 < noisy["action_ids_distinct"][0]
+    assert clean["action_entropy_nats"][0] < 2.0 < noisy["action_entropy_nats"][0]
+    card = TaskDataset(tmp_path / "noisy", "mujoco/inverted-pendulum").card
+    assert card["diagnostics"]["action_ids_distinct"] == noisy["action_ids_distinct"]
