@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from gato.agent import GatoAgent
 from gato.config import get_preset
-from gato.data.episode import TaskSpec
+from gato.data.episode import Episode, TaskSpec
 from gato.data.layout import EpisodeLayout, Sequence
 from gato.data.sampling import collate
 from gato.envs import get_task
@@ -156,3 +156,32 @@ def test_action_spaces_the_token_map_cannot_express_fail_before_any_step():
     for action_space, why in [(spaces.Discrete(2000), "more than"), (spaces.Text(5), "cannot act")]:
         with pytest.raises(ValueError, match=why):
             GatoAgent(model(), TaskSpec("test/big", obs, action_space))
+
+
+def test_the_agent_feeds_the_training_layout_of_the_same_episode():
+    """Step by step, the tokens the agent puts in its cache (text, image, discrete and continuous
+    observation parts; discrete and continuous actions) equal what training lays out for the
+    episode it played: ids, kinds and local positions, image patches included."""
+    from gato.tokenization.text import TextTokenizer
+
+    text = TextTokenizer.default()
+    obs_space = spaces.Dict({"mission": spaces.Text(12, charset="abcdefgh "),
+                             "pixels": spaces.Box(0, 255, (16, 16, 3), np.uint8),
+                             "grid": spaces.MultiDiscrete([3, 4]),
+                             "state": spaces.Box(-2, 2, (2,), np.float32)})
+    act_space = spaces.Dict({"move": spaces.Discrete(3), "force": spaces.Box(-1, 1, (1,), np.float32)})
+    spec = TaskSpec("test/mixed", obs_space, act_space)
+    obs_space.seed(3)
+    observations = [obs_space.sample() | {"mission": "go fetch"} for _ in range(4)]
+    agent = GatoAgent(model(2), spec, 1, text=text)
+    actions = [agent.act([o])[0] for o in observations]
+    agent._flush()
+    fed = agent.window(0)
+    layout = EpisodeLayout(spec, SMALL.token_map, text, SMALL.max_local_positions)
+    trained = layout.steps(Episode(observations, actions), 0, len(observations), with_bos=True)
+    n = len(fed)  # the last action token is sampled but enters the cache with the next observation
+    assert n == len(trained) - 1 and (fed.kinds == Kind.IMAGE).sum() == 4  # one 16x16 patch a step
+    np.testing.assert_array_equal(fed.ids[fed.kinds != Kind.IMAGE], trained.ids[:n][trained.kinds[:n] != Kind.IMAGE])
+    np.testing.assert_array_equal(fed.kinds, trained.kinds[:n])
+    np.testing.assert_array_equal(fed.local_pos, trained.local_pos[:n])
+    np.testing.assert_array_equal(fed.patches, trained.patches[:len(fed.patches)])
