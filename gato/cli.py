@@ -11,10 +11,10 @@ import os
 import sys
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
-    ("train",): ("gato.training.trainer:train", "train a Gato model (resumable)"),
+    ("train",): ("gato.commands.train:train", "train a Gato model (resumable)"),
     ("inspect",): ("gato.inspection:inspect", "print a training sequence as the model sees it"),
     ("demo",): ("gato.demo:demo", "collect a suite, train gato-tiny on it, evaluate it (about 30 min on CPU)"),
-    ("export",): ("gato.training.trainer:export", "copy a checkpoint for sharing (weights, config, tokenizer)"),
+    ("export",): ("gato.commands.train:export", "copy a checkpoint for sharing (weights, config, tokenizer)"),
     ("eval",): ("gato.evaluation.evaluate:evaluate", "evaluate a checkpoint on tasks: normalised scores per domain"),
     ("play",): ("gato.evaluation.evaluate:play", "run one episode with a checkpoint and save its video"),
     ("chat",): ("gato.generation:chat", "continue text with a trained model (one-shot or interactive)"),

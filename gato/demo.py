@@ -71,7 +71,7 @@ def demo(out: Path = Path("runs/demo"), tasks: tuple[str, ...] = SUITE, episodes
     from gato.data.collect import collect
     from gato.evaluation.evaluate import evaluate
     from gato.training import checkpoint as ckpt
-    from gato.training.trainer import train
+    from gato.commands.train import train
 
     out = Path(out)
     data, model, report = out / "data", out / "model", out / "eval"

@@ -14,7 +14,7 @@ from gato.data.collect import collect
 from gato.data.storage import TaskDataset
 from gato.envs import get_task
 from gato.rollout import PolicyActor, RandomPolicy, run
-from gato.training.trainer import export, train
+from gato.commands.train import export, train
 
 SMALL = dict(steps=4, batch_size=2, context=64, warmup=1, progress=False, checkpoint_every=4)
 
@@ -94,3 +94,18 @@ def test_data_report_shows_an_uninformative_expert(tmp_path):
     assert clean["action_entropy_nats"][0] < 2.0 < noisy["action_entropy_nats"][0]
     card = TaskDataset(tmp_path / "noisy", "mujoco/inverted-pendulum").card
     assert card["diagnostics"]["action_ids_distinct"] == noisy["action_ids_distinct"]
+
+
+def test_learning_curve_points_during_training_reach_the_report(tmp_path):
+    from gato.evaluation.evaluate import evaluate
+
+    data = tmp_path / "data"
+    collect(("control/cartpole",), episodes=2, test_episodes=1, out=data, progress=False)
+    train(out=tmp_path / "run", data=str(data), eval_every=2, eval_episodes=2, **(SMALL | {"checkpoint_every": 2}))
+    points = json.loads((tmp_path / "run" / "curve.json").read_text())
+    assert [p["step"] for p in points] == [2, 4] and points[1]["tokens"] == 4 * 2 * 64
+    assert set(points[0]["scores"]) == {"control/cartpole"} and points[0]["mean"] is not None
+    r = evaluate(tmp_path / "run", tasks=("control/cartpole",), episodes=1, envs=1, out=tmp_path / "e", videos=0)
+    assert len(r["learning_curve"]) == 2 and (tmp_path / "e" / "curve.png").exists()
+    with pytest.raises(ValueError, match="multiple of checkpoint_every"):
+        train(out=tmp_path / "run2", data=str(data), eval_every=3, **(SMALL | {"checkpoint_every": 2}))

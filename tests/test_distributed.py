@@ -29,7 +29,8 @@ import torch.multiprocessing as mp
 
 from gato.training import checkpoint as ckpt
 from gato.training.distributed import Dist
-from gato.training.trainer import TRAIN_PRESETS, train
+from gato.commands.train import train
+from gato.training.trainer import TRAIN_PRESETS
 
 # Registered at import, so the spawned ranks (which import this module) have it too.
 TRAIN_PRESETS["test-linear-adam"] = dataclasses.replace(TRAIN_PRESETS["tiny"], eps=1e-3)

@@ -21,7 +21,8 @@ from gato.tokenization.vocab import Kind, TokenMap
 from gato.training import checkpoint as ckpt
 from gato.training.loss import masked_loss, target_mask
 from gato.training.schedule import lr_at
-from gato.training.trainer import Trainer, TrainConfig, train
+from gato.commands.train import train
+from gato.training.trainer import Trainer, TrainConfig
 
 TINY = dataclasses.replace(get_preset("gato-tiny"), name="test-tiny", num_layers=2, width=64, num_heads=2,
                            head_dim=32, mlp_hidden=128, context=128)
@@ -257,7 +258,8 @@ def test_checkpoint_carries_its_tokenizer(straight_run, tmp_path):
 
 
 def test_export_keeps_what_acting_needs(straight_run, tmp_path):
-    from gato.training.trainer import TOKENIZER_FILE, export, load_model
+    from gato.commands.train import export
+    from gato.training.trainer import TOKENIZER_FILE, load_model
 
     _, run = straight_run
     out = export(run, tmp_path / "shared")

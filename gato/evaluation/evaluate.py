@@ -108,6 +108,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
                          device=device, decode=decode)
         results["videos"][task.name] = str(Path(v["video"]).relative_to(Path(out)))
     results["vision_language"] = _vision_language(model, text, data, vl_examples, seed) if vl and data else {}
+    results["learning_curve"] = _curve_of(checkpoint)
     results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
                    episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
                    seed=seed, envs=envs, decode=decode, prompts=None if prompts is None else str(prompts),
@@ -126,6 +127,18 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
     report = write_report(results, out)
     print(f"results in {out / 'results.json'}, report in {report} and {report.with_suffix('.html')}")
     return results
+
+
+def _curve_of(checkpoint: Path) -> list[dict]:
+    """The learning curve (curve.json) of the run the checkpoint belongs to, up to its step."""
+    from gato.evaluation.curve import CURVE_FILE
+    from gato.training.trainer import checkpoint_folder
+
+    folder = checkpoint_folder(Path(checkpoint))
+    for where in (folder, folder.parent):
+        if (where / CURVE_FILE).exists():
+            return json.loads((where / CURVE_FILE).read_text())
+    return []
 
 
 def prompt_source(checkpoint: Path, data: Path | None) -> Path | None:

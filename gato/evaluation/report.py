@@ -72,6 +72,15 @@ def write_report(results: dict, out: Path) -> Path:
                      f"{_pct(t['normalized'])} | {succ} |")
     if "tasks" in plots:
         lines += ["", "![per-task scores](tasks.png)"]
+    if results.get("learning_curve"):
+        from gato.evaluation.curve import plot_curve
+
+        pts = results["learning_curve"]
+        plot_curve(pts, out / "curve.png")
+        lines += ["", "## Learning curve", "",
+                  f"Mean expert-normalised score of {len(pts[-1]['scores'])} tasks during training "
+                  f"({pts[-1]['scores'] and ', '.join(pts[-1]['scores'])}), a few episodes each "
+                  "(`gato train --eval-every`).", "", "![learning curve](curve.png)"]
     lines += _vision_language(results.get("vision_language") or {})
     if results.get("videos"):
         lines += ["", "## Replays", ""] + [f"![{name}]({path})" for name, path in results["videos"].items()]

@@ -16,12 +16,10 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
-from tyro.conf import Positional
 
 from gato.config import ModelConfig, get_preset
 from gato.data.loader import step_batches
@@ -304,7 +302,10 @@ class Trainer:
                 f"smaller micro-batches, turn on --activation-checkpointing on, or shard the model over more "
                 f"GPUs with --parallel fsdp under torchrun (docs/scaling.md)")
 
-    def fit(self, run_dir: Path | None = None, progress: bool = True, max_seconds: float | None = None) -> dict:
+    def fit(self, run_dir: Path | None = None, progress: bool = True, max_seconds: float | None = None,
+            on_save=None) -> dict:
+        """Train to cfg.steps (or `max_seconds`), checkpointing into `run_dir`; `on_save(trainer,
+        run_dir)` runs on the main rank after each checkpoint (e.g. a learning-curve evaluation)."""
         main = self.dist.main
         writer = None
         if run_dir is not None and main:
@@ -347,6 +348,8 @@ class Trainer:
                 out_of_time = max_seconds is not None and self._any_rank(time.perf_counter() - t0 > max_seconds)
                 if run_dir is not None and (self.step % self.cfg.checkpoint_every == 0 or last or out_of_time):
                     self.save(run_dir)
+                    if on_save is not None and main:
+                        on_save(self, run_dir)
                 if out_of_time:
                     break
         except RuntimeError as e:
@@ -419,40 +422,6 @@ def load_tokenizer(path: Path) -> TextTokenizer:
     return text
 
 
-def export(checkpoint: Positional[Path], out: Path, data: Path | None = None) -> Path:
-    """Write a checkpoint for sharing: its weights, config and tokenizer, without the optimizer and
-    data state that only resuming needs (a third of the size), and demonstration prompts for its
-    tasks (a few KB), so `gato eval` and `gato play` prompt it as the paper does with no dataset.
-    `gato eval`, `play`, `chat` and `caption` take the result like any checkpoint.
-
-    Args:
-        checkpoint: checkpoint folder, or a run folder (its newest checkpoint).
-        out: the folder to write (replaced atomically if it exists).
-        data: dataset root to take the prompts from (default: the one it was trained on, if present).
-    """
-    import tempfile
-
-    from gato.prompts import PROMPTS_DIR, write_prompts
-
-    src = checkpoint_folder(checkpoint)
-    meta, text = ckpt.load_meta(src), load_tokenizer(src)
-    files = {TOKENIZER_FILE: text.to_bytes()}
-    data = Path(data) if data is not None else Path(meta.get("train", {}).get("data", ""))
-    prompted: list[str] = []
-    if data.name and data.is_dir():
-        with tempfile.TemporaryDirectory() as tmp:
-            model_cfg = ModelConfig.from_dict(meta["model"])
-            trained = meta.get("train", {}).get("context") or model_cfg.context
-            model_cfg = dataclasses.replace(model_cfg, context=min(model_cfg.context, trained))
-            prompted = write_prompts(data, Path(tmp), model_cfg, text, list(meta.get("train", {}).get("tasks") or []))
-            files |= {f"{PROMPTS_DIR}/{f.relative_to(tmp)}": f.read_bytes()
-                      for f in sorted(Path(tmp).rglob("*")) if f.is_file()}
-    path = ckpt.save_checkpoint(Path(out), weights=ckpt.load_weights(src), meta=meta, files=files)
-    where = f"prompts for {len(prompted)} tasks from {data}" if prompted else "no prompts (no training data found)"
-    print(f"exported {src} (step {meta.get('step')}) -> {path} with {where}")
-    return path
-
-
 def _diff(a: dict, b: dict) -> str:
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
@@ -464,82 +433,8 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str | None = None,
-          steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
-          context: int | None = None, seed: int | None = None, data: str | None = None,
-          warmup: int | None = None, log_every: int | None = None, checkpoint_every: int | None = None,
-          tokenizer: str | None = None, tasks: tuple[str, ...] | None = None,
-          vl_sets: tuple[str, ...] | None = None, vl_weight: float | None = None,
-          grad_accum: int | None = None, parallel: Literal["auto", "ddp", "fsdp"] | None = None,
-          activation_checkpointing: Literal["auto", "on", "off"] | None = None, compile: bool | None = None,
-          workers: int | None = None, precision: Literal["auto", "bf16", "fp32"] | None = None,
-          init: str | None = None, start_prob: float | None = None, task_balance: float | None = None,
-          target_sigma: float | None = None, min_return: float | None = None, prompt_prob: float | None = None,
-          weight_decay: float | None = None, resume: bool = False, device: str = "auto",
-          max_minutes: float | None = None, timeout_s: float = 600.0, progress: bool = True) -> dict:
-    """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
-
-    On several processes, launch it with torchrun (`torchrun --nproc_per_node=8 -m gato train ...`):
-    each rank trains on its share of every global batch; OUT must be on a filesystem every node sees.
-
-    Args:
-        out: run folder (config.json, step_XXXXXXXX/ checkpoints, tb/ logs).
-        recipe: training preset: tiny (minutes on CPU) or paper (the paper's schedule).
-        preset: model preset (gato-tiny, gato-79m, gato-364m, gato-1.18b); default: the recipe's.
-        steps: total optimizer steps.
-        batch_size: sequences per step, over all ranks (the global batch).
-        lr: peak learning rate.
-        context: tokens per sequence (default: the model's context).
-        seed: seed of weights and data order.
-        data: "synthetic" (generated toy tasks, text and captions) or a dataset folder from `gato collect`.
-        tasks: tasks of the dataset folder to train on (default: all).
-        vl_sets: vision-language and text sets of the dataset folder (default: all; `gato collect vl text`).
-        vl_weight: share of each batch drawn from those sets (paper: about 0.15).
-        warmup: linear warm-up steps.
-        log_every: steps between log lines (progress bar, TensorBoard).
-        checkpoint_every: steps between checkpoints.
-        tokenizer: SentencePiece model file (default: the committed one; see `gato tokenizer train`).
-        grad_accum: micro-batches per step on each rank (same global batch, less memory).
-        parallel: with several ranks: ddp, fsdp (FSDP2), or auto (fsdp for gato-364m and gato-1.18b).
-        activation_checkpointing: recompute block activations in the backward: on, off, or auto (large presets).
-        compile: torch.compile each transformer block.
-        workers: data loader processes building the next batches (0: in the training process).
-        precision: bf16 (autocast), fp32, or auto: bf16 on CUDA and on CPUs with bf16 matrix units
-            (AMX / AVX-512 BF16), fp32 elsewhere. May change on resume.
-        init: start from this checkpoint's weights (same model shape and tokenizer); the optimizer
-            and schedule start fresh.
-        start_prob: share of control windows that open at an episode's start, as acting does.
-        task_balance: 0: every task the same rows; 1: the same action tokens (docs/quality.md).
-        target_sigma: > 0: continuous action targets are Gaussian histograms this many bins wide.
-        min_return: keep demonstrations with at least this fraction of the expert's return.
-        prompt_prob: share of control windows prepended with a demonstration prompt.
-        weight_decay: AdamW weight decay of the matrices.
-        resume: continue exactly from the newest checkpoint in OUT (on any number of ranks).
-        device: auto, cpu or cuda.
-        max_minutes: stop (with a checkpoint) after this many minutes.
-        timeout_s: seconds a rank waits for the others in a collective before failing.
-        progress: show a progress bar.
-    """
-    if recipe not in TRAIN_PRESETS:
-        raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(TRAIN_PRESETS)}")
-    overrides = {k: v for k, v in dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr,
-                                       context=context, seed=seed, data=data, warmup=warmup,
-                                       log_every=log_every, checkpoint_every=checkpoint_every,
-                                       tokenizer=tokenizer, tasks=tasks, vl_sets=vl_sets,
-                                       vl_weight=vl_weight, grad_accum=grad_accum,
-                                       parallel=parallel, activation_checkpointing=activation_checkpointing,
-                                       compile=compile, workers=workers, precision=precision, init=init,
-                                       start_prob=start_prob, task_balance=task_balance,
-                                       target_sigma=target_sigma, min_return=min_return,
-                                       prompt_prob=prompt_prob, weight_decay=weight_decay).items()
-                 if v is not None}
-    cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
-    return run_training(cfg, Path(out), device=device, resume=resume, progress=progress, max_minutes=max_minutes,
-                        timeout_s=timeout_s)
-
-
 def run_training(cfg: TrainConfig, out: Path, *, device: str = "auto", resume: bool = False, progress: bool = True,
-                 max_minutes: float | None = None, timeout_s: float = 600.0) -> dict:
+                 max_minutes: float | None = None, timeout_s: float = 600.0, on_save=None) -> dict:
     """Train with a resolved configuration (what `gato train`, `gato dagger` and fine-tuning call)."""
     get_preset(cfg.preset)  # clear error for an unknown preset before any work
     if device == "auto":
@@ -547,13 +442,13 @@ def run_training(cfg: TrainConfig, out: Path, *, device: str = "auto", resume: b
     d = distributed.init(device, timeout_s)
     try:
         return _train(Path(out), cfg, d, f"cuda:{d.local_rank}" if device == "cuda" else device, resume,
-                      progress, max_minutes)
+                      progress, max_minutes, on_save)
     finally:
         distributed.shutdown(d)
 
 
 def _train(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: bool, progress: bool,
-           max_minutes: float | None) -> dict:
+           max_minutes: float | None, on_save=None) -> dict:
     latest = ckpt.latest_checkpoint(out) if out.exists() else None
     if resume and latest is not None:
         saved = ckpt.load_meta(latest)["train"]
@@ -582,7 +477,8 @@ def _train(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: bool, prog
         print(f"training {trainer.model_cfg.name} ({n / 1e6:.2f}M parameters) on {device}{ranks}, "
               f"{cfg.batch_size} x {trainer.context} tokens per step, {cfg.steps} steps -> {out}")
     distributed.barrier(d)
-    result = trainer.fit(out, progress=progress, max_seconds=None if max_minutes is None else 60 * max_minutes)
+    result = trainer.fit(out, progress=progress, max_seconds=None if max_minutes is None else 60 * max_minutes,
+                         on_save=on_save)
     if d.main:
         write_json_atomic(out / "history.json", result["history"])
     return result

@@ -1,0 +1,155 @@
+"""`gato train` and `gato export`: the training command over gato.training, and a checkpoint
+made for sharing (weights, config, tokenizer, demonstration prompts)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+from tyro.conf import Positional
+
+from gato.config import ModelConfig
+from gato.training import checkpoint as ckpt
+from gato.training.trainer import (TOKENIZER_FILE, TRAIN_PRESETS, checkpoint_folder, load_tokenizer,
+                                   run_training)
+
+
+def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str | None = None,
+          steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
+          context: int | None = None, seed: int | None = None, data: str | None = None,
+          warmup: int | None = None, log_every: int | None = None, checkpoint_every: int | None = None,
+          tokenizer: str | None = None, tasks: tuple[str, ...] | None = None,
+          vl_sets: tuple[str, ...] | None = None, vl_weight: float | None = None,
+          grad_accum: int | None = None, parallel: Literal["auto", "ddp", "fsdp"] | None = None,
+          activation_checkpointing: Literal["auto", "on", "off"] | None = None, compile: bool | None = None,
+          workers: int | None = None, precision: Literal["auto", "bf16", "fp32"] | None = None,
+          init: str | None = None, start_prob: float | None = None, task_balance: float | None = None,
+          target_sigma: float | None = None, min_return: float | None = None, prompt_prob: float | None = None,
+          weight_decay: float | None = None, eval_every: int = 0, eval_tasks: tuple[str, ...] = (),
+          eval_episodes: int = 4, resume: bool = False, device: str = "auto",
+          max_minutes: float | None = None, timeout_s: float = 600.0, progress: bool = True) -> dict:
+    """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
+
+    On several processes, launch it with torchrun (`torchrun --nproc_per_node=8 -m gato train ...`):
+    each rank trains on its share of every global batch; OUT must be on a filesystem every node sees.
+
+    Args:
+        out: run folder (config.json, step_XXXXXXXX/ checkpoints, tb/ logs).
+        recipe: training preset: tiny (minutes on CPU) or paper (the paper's schedule).
+        preset: model preset (gato-tiny, gato-79m, gato-364m, gato-1.18b); default: the recipe's.
+        steps: total optimizer steps.
+        batch_size: sequences per step, over all ranks (the global batch).
+        lr: peak learning rate.
+        context: tokens per sequence (default: the model's context).
+        seed: seed of weights and data order.
+        data: "synthetic" (generated toy tasks, text and captions) or a dataset folder from `gato collect`.
+        tasks: tasks of the dataset folder to train on (default: all).
+        vl_sets: vision-language and text sets of the dataset folder (default: all; `gato collect vl text`).
+        vl_weight: share of each batch drawn from those sets (paper: about 0.15).
+        warmup: linear warm-up steps.
+        log_every: steps between log lines (progress bar, TensorBoard).
+        checkpoint_every: steps between checkpoints.
+        tokenizer: SentencePiece model file (default: the committed one; see `gato tokenizer train`).
+        grad_accum: micro-batches per step on each rank (same global batch, less memory).
+        parallel: with several ranks: ddp, fsdp (FSDP2), or auto (fsdp for gato-364m and gato-1.18b).
+        activation_checkpointing: recompute block activations in the backward: on, off, or auto (large presets).
+        compile: torch.compile each transformer block.
+        workers: data loader processes building the next batches (0: in the training process).
+        precision: bf16 (autocast), fp32, or auto: bf16 on CUDA and on CPUs with bf16 matrix units
+            (AMX / AVX-512 BF16), fp32 elsewhere. May change on resume.
+        init: start from this checkpoint's weights (same model shape and tokenizer); the optimizer
+            and schedule start fresh.
+        start_prob: share of control windows that open at an episode's start, as acting does.
+        task_balance: 0: every task the same rows; 1: the same action tokens (docs/quality.md).
+        target_sigma: > 0: continuous action targets are Gaussian histograms this many bins wide.
+        min_return: keep demonstrations with at least this fraction of the expert's return.
+        prompt_prob: share of control windows prepended with a demonstration prompt.
+        weight_decay: AdamW weight decay of the matrices.
+        eval_every: every this many steps (at a checkpoint), evaluate EVAL_TASKS and add a point to
+            OUT/curve.json (normalised score against tokens); 0: never.
+        eval_tasks: the learning curve's fixed task subset (default: the training tasks, up to 8).
+        eval_episodes: episodes per task per point.
+        resume: continue exactly from the newest checkpoint in OUT (on any number of ranks).
+        device: auto, cpu or cuda.
+        max_minutes: stop (with a checkpoint) after this many minutes.
+        timeout_s: seconds a rank waits for the others in a collective before failing.
+        progress: show a progress bar.
+    """
+    if recipe not in TRAIN_PRESETS:
+        raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(TRAIN_PRESETS)}")
+    overrides = {k: v for k, v in dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr,
+                                       context=context, seed=seed, data=data, warmup=warmup,
+                                       log_every=log_every, checkpoint_every=checkpoint_every,
+                                       tokenizer=tokenizer, tasks=tasks, vl_sets=vl_sets,
+                                       vl_weight=vl_weight, grad_accum=grad_accum,
+                                       parallel=parallel, activation_checkpointing=activation_checkpointing,
+                                       compile=compile, workers=workers, precision=precision, init=init,
+                                       start_prob=start_prob, task_balance=task_balance,
+                                       target_sigma=target_sigma, min_return=min_return,
+                                       prompt_prob=prompt_prob, weight_decay=weight_decay).items()
+                 if v is not None}
+    cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
+    on_save = None
+    if eval_every:
+        if eval_every % cfg.checkpoint_every:
+            raise ValueError(f"eval_every ({eval_every}) must be a multiple of checkpoint_every ({cfg.checkpoint_every})")
+        on_save = _learning_curve(cfg, eval_every, eval_tasks, eval_episodes)
+    return run_training(cfg, Path(out), device=device, resume=resume, progress=progress, max_minutes=max_minutes,
+                        timeout_s=timeout_s, on_save=on_save)
+
+
+def _learning_curve(cfg, every: int, tasks: tuple[str, ...], episodes: int):
+    """The checkpoint callback that adds learning-curve points (gato/evaluation/curve.py)."""
+    from gato.data.datasets import find_tasks
+    from gato.evaluation.curve import append_point, curve_point
+
+    if cfg.data == "synthetic":
+        raise ValueError("--eval-every needs control tasks: train on a dataset folder (--data)")
+    names = tasks or cfg.tasks or tuple(find_tasks(Path(cfg.data))[:8])
+    decode = "median" if cfg.target_sigma > 0 else "argmax"
+
+    def on_save(trainer, run_dir: Path) -> None:
+        if trainer.step % every and trainer.step != trainer.cfg.steps:
+            return
+        point = curve_point(trainer.model, trainer.text, names, episodes, Path(cfg.data), decode=decode,
+                            device=str(trainer.device))
+        tokens = trainer.step * cfg.batch_size * trainer.context
+        append_point(run_dir, {"step": trainer.step, "tokens": tokens} | point)
+        print(f"step {trainer.step}: learning curve mean {100 * (point['mean'] or 0):.1f}% of expert, "
+              f"{point['above_50']} of {len(names)} tasks at or above 50%", flush=True)
+    return on_save
+
+
+def export(checkpoint: Positional[Path], out: Path, data: Path | None = None) -> Path:
+    """Write a checkpoint for sharing: its weights, config and tokenizer, without the optimizer and
+    data state that only resuming needs (a third of the size), and demonstration prompts for its
+    tasks (a few KB), so `gato eval` and `gato play` prompt it as the paper does with no dataset.
+    `gato eval`, `play`, `chat` and `caption` take the result like any checkpoint.
+
+    Args:
+        checkpoint: checkpoint folder, or a run folder (its newest checkpoint).
+        out: the folder to write (replaced atomically if it exists).
+        data: dataset root to take the prompts from (default: the one it was trained on, if present).
+    """
+    import tempfile
+
+    from gato.prompts import PROMPTS_DIR, write_prompts
+
+    src = checkpoint_folder(checkpoint)
+    meta, text = ckpt.load_meta(src), load_tokenizer(src)
+    files = {TOKENIZER_FILE: text.to_bytes()}
+    data = Path(data) if data is not None else Path(meta.get("train", {}).get("data", ""))
+    prompted: list[str] = []
+    if data.name and data.is_dir():
+        with tempfile.TemporaryDirectory() as tmp:
+            model_cfg = ModelConfig.from_dict(meta["model"])
+            trained = meta.get("train", {}).get("context") or model_cfg.context
+            model_cfg = dataclasses.replace(model_cfg, context=min(model_cfg.context, trained))
+            prompted = write_prompts(data, Path(tmp), model_cfg, text, list(meta.get("train", {}).get("tasks") or []))
+            files |= {f"{PROMPTS_DIR}/{f.relative_to(tmp)}": f.read_bytes()
+                      for f in sorted(Path(tmp).rglob("*")) if f.is_file()}
+    path = ckpt.save_checkpoint(Path(out), weights=ckpt.load_weights(src), meta=meta, files=files)
+    where = f"prompts for {len(prompted)} tasks from {data}" if prompted else "no prompts (no training data found)"
+    print(f"exported {src} (step {meta.get('step')}) -> {path} with {where}")
+    return path
