@@ -14,16 +14,9 @@ import json
 import time
 from pathlib import Path
 
-# Quick to collect, short timesteps, experts far above random; six domains.
-SUITE = (
-    "control/cartpole", "control/mountaincar", "control/acrobot", "control/pendulum",
-    "control/mountaincar-continuous", "box2d/lunarlander",
-    "dmc/cartpole-balance", "dmc/cartpole-swingup", "dmc/point_mass-easy", "dmc/reacher-easy",
-    "dmc/pendulum-swingup", "dmc/ball_in_cup-catch",
-    "mujoco/inverted-pendulum", "mujoco/inverted-double-pendulum", "mujoco/reacher", "mujoco/hopper",
-    "babyai/GoToRedBallNoDists", "babyai/GoToRedBall", "babyai/GoToObj", "babyai/GoToLocal",
-    "metaworld/reach", "metaworld/button-press-topdown",
-)
+from gato.suites import DEMO
+
+SUITE = DEMO  # quick to collect, short timesteps, experts far above random; six domains
 VL_SETS = ("vl", "text")
 
 

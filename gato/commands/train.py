@@ -19,7 +19,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
           context: int | None = None, seed: int | None = None, data: str | None = None,
           warmup: int | None = None, log_every: int | None = None, checkpoint_every: int | None = None,
-          tokenizer: str | None = None, tasks: tuple[str, ...] | None = None,
+          tokenizer: str | None = None, tasks: tuple[str, ...] | None = None, suite: str | None = None,
           vl_sets: tuple[str, ...] | None = None, vl_weight: float | None = None,
           grad_accum: int | None = None, parallel: Literal["auto", "ddp", "fsdp"] | None = None,
           activation_checkpointing: Literal["auto", "on", "off"] | None = None, compile: bool | None = None,
@@ -45,6 +45,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         seed: seed of weights and data order.
         data: "synthetic" (generated toy tasks, text and captions) or a dataset folder from `gato collect`.
         tasks: tasks of the dataset folder to train on (default: all).
+        suite: train on this named suite's tasks (demo, core; gato/suites.py), added to TASKS.
         vl_sets: vision-language and text sets of the dataset folder (default: all; `gato collect vl text`).
         vl_weight: share of each batch drawn from those sets (paper: about 0.15).
         warmup: linear warm-up steps.
@@ -76,6 +77,10 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         timeout_s: seconds a rank waits for the others in a collective before failing.
         progress: show a progress bar.
     """
+    if suite is not None:
+        from gato.suites import with_suite
+
+        tasks = with_suite(tuple(tasks or ()), suite)
     if recipe not in TRAIN_PRESETS:
         raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(TRAIN_PRESETS)}")
     overrides = {k: v for k, v in dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr,

@@ -56,7 +56,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def collect(targets: Positional[tuple[str, ...]], episodes: int = 100, test_episodes: int = -1, workers: int = 1,
+def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None, episodes: int = 100, test_episodes: int = -1, workers: int = 1,
             out: Path = Path("data"), seed: int = 0, shard_episodes: int = 16, progress: bool = True,
             vl_limit: int = 0, noise: float | Literal["auto"] = 0.0) -> dict:
     """Record expert episodes of tasks (or whole domains) into OUT/<domain>/<task>/{train,test};
@@ -65,6 +65,7 @@ def collect(targets: Positional[tuple[str, ...]], episodes: int = 100, test_epis
     Args:
         targets: task names (e.g. control/cartpole), domains (e.g. babyai), vision-language sets
             (vl for all, or vl/scenes, vl/scenes-vqa, vl/openmoji, vl/digits, vl/babyai) and/or text.
+        suite: also every task of this named suite (demo, core; gato/suites.py).
         episodes: training episodes per task.
         test_episodes: held-out episodes per task (-1: a tenth of `episodes`, at least 1).
         workers: parallel processes.
@@ -80,7 +81,9 @@ def collect(targets: Positional[tuple[str, ...]], episodes: int = 100, test_epis
             folder holds one noise level (collect another level into another --out).
     """
     from gato.data.vision_language import collect_sets, is_set_target
+    from gato.suites import with_suite
 
+    targets = with_suite(tuple(targets), suite)
     if not targets:
         raise ValueError("name at least one task, domain or data set to collect (see `gato tasks`)")
     sets = [t for t in targets if is_set_target(t)]

@@ -47,7 +47,7 @@ def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=N
              "truncated": r.truncated} for r in results]
 
 
-def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",), episodes: int = 50, envs: int = 16,
+def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None, suite: str | None = None, episodes: int = 50, envs: int = 16,
              out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
              seed: int = 100_000, device: str = "cpu", videos: int = 3, vl: bool = True,
              vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
@@ -56,7 +56,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
 
     Args:
         checkpoint: checkpoint folder or run folder (newest checkpoint).
-        tasks: task and/or domain names.
+        tasks: task and/or domain names (default: the control domain, or none when a suite is given).
+        suite: also every task of this named suite (demo, core; gato/suites.py).
         episodes: episodes per task (the paper uses 50).
         envs: environments stepped together per task.
         out: results folder.
@@ -80,7 +81,12 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
     decode = resolve_decode(decode, meta)
     prompts = prompt_source(checkpoint, data) if prompt else None
     ref = load_scores()
-    chosen = resolve(list(tasks)) if tasks else []
+    from gato.suites import with_suite
+
+    if tasks is None:
+        tasks = () if suite else ("control",)
+    names = with_suite(tuple(tasks), suite)
+    chosen = resolve(list(names)) if names else []
     per_task, t0 = {}, time.perf_counter()
     for task in chosen:
         probe = task.make()
@@ -111,7 +117,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] = ("control",)
     results["learning_curve"] = _curve_of(checkpoint)
     results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
                    episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
-                   seed=seed, envs=envs, decode=decode, prompts=None if prompts is None else str(prompts),
+                   seed=seed, envs=envs, decode=decode, suite=suite, prompts=None if prompts is None else str(prompts),
                    data=None if data is None else str(data), vl_examples=vl_examples,
                    scores_file=scores_file_id())
     out = Path(out)

@@ -1,0 +1,40 @@
+"""Named task suites: `--suite NAME` for `gato collect`, `gato train` and `gato eval`.
+
+- demo: the 22 quick tasks of `make demo` (six domains; short timesteps, experts far above random).
+- core: 32 tasks covering all seven domains, the quality goal's suite (docs/quality.md): the
+  demo suite plus Atari from pixels (4 games), more BabyAI levels (6 in all), Meta-World (5)
+  and continuous LunarLander.
+"""
+
+from __future__ import annotations
+
+DEMO = (
+    "control/cartpole", "control/mountaincar", "control/acrobot", "control/pendulum",
+    "control/mountaincar-continuous", "box2d/lunarlander",
+    "dmc/cartpole-balance", "dmc/cartpole-swingup", "dmc/point_mass-easy", "dmc/reacher-easy",
+    "dmc/pendulum-swingup", "dmc/ball_in_cup-catch",
+    "mujoco/inverted-pendulum", "mujoco/inverted-double-pendulum", "mujoco/reacher", "mujoco/hopper",
+    "babyai/GoToRedBallNoDists", "babyai/GoToRedBall", "babyai/GoToObj", "babyai/GoToLocal",
+    "metaworld/reach", "metaworld/button-press-topdown",
+)
+
+CORE = DEMO + (
+    "atari/pong", "atari/breakout", "atari/boxing", "atari/freeway",
+    "babyai/OpenRedDoor", "babyai/PickupDist",
+    "metaworld/door-open", "metaworld/drawer-close", "metaworld/window-open",
+    "box2d/lunarlander-continuous",
+)
+
+SUITES: dict[str, tuple[str, ...]] = {"demo": DEMO, "core": CORE}
+
+
+def suite(name: str) -> tuple[str, ...]:
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; valid suites: {', '.join(SUITES)}")
+    return SUITES[name]
+
+
+def with_suite(targets: tuple[str, ...], name: str | None) -> tuple[str, ...]:
+    """Targets plus a suite's tasks (in order, without repeats)."""
+    out = list(targets) + (list(suite(name)) if name else [])
+    return tuple(dict.fromkeys(out))
