@@ -61,8 +61,8 @@ def demo(out: Path = Path("runs/demo"), tasks: tuple[str, ...] = SUITE, episodes
         workers: collection processes.
         videos: replay GIFs in the report.
     """
-    from gato.data.collect import collect
-    from gato.evaluation.evaluate import evaluate
+    from gato.commands.data import collect
+    from gato.commands.evaluate import evaluate
     from gato.training import checkpoint as ckpt
     from gato.commands.train import train
 

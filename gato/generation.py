@@ -109,9 +109,9 @@ def _sample(logits: torch.Tensor, temperature: float, generator) -> np.ndarray:
 # ------------------------------------------------------------------ commands
 
 def _setup(checkpoint: Path, device: str, seed: int):
-    from gato.evaluation.evaluate import _load
+    from gato.training.trainer import load_checkpoint
 
-    model, _, text = _load(Path(checkpoint), device)
+    model, _, text = load_checkpoint(Path(checkpoint), device)
     return model, text, torch.Generator(device=device).manual_seed(seed)
 
 

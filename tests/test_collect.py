@@ -8,7 +8,7 @@ import pytest
 
 from gato.config import get_preset
 from gato.data import storage
-from gato.data.collect import collect
+from gato.commands.data import collect
 from gato.data.datasets import control_sources
 from gato.data.sampling import Mixture
 from gato.envs import get_task, registry

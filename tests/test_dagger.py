@@ -10,7 +10,7 @@ import pytest
 
 from gato.commands.dagger import dagger
 from gato.dagger import ExpertLabels, check_labelable, round_seeds, seed_round
-from gato.data.collect import collect
+from gato.commands.data import collect
 from gato.data.storage import TaskDataset
 from gato.envs import get_task
 from gato.rollout import PolicyActor, RandomPolicy, run
@@ -67,7 +67,7 @@ def test_dagger_refuses_a_task_it_cannot_label_before_any_rollout(tmp_path):
 
 
 def test_exported_checkpoint_carries_prompts_that_eval_uses(tmp_path):
-    from gato.evaluation.evaluate import evaluate
+    from gato.commands.evaluate import evaluate
 
     data = tmp_path / "data"
     collect(("control/cartpole",), episodes=2, test_episodes=1, out=data, progress=False)
@@ -97,7 +97,7 @@ def test_data_report_shows_an_uninformative_expert(tmp_path):
 
 
 def test_learning_curve_points_during_training_reach_the_report(tmp_path):
-    from gato.evaluation.evaluate import evaluate
+    from gato.commands.evaluate import evaluate
 
     data = tmp_path / "data"
     collect(("control/cartpole",), episodes=2, test_episodes=1, out=data, progress=False)

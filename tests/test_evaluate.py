@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from gato.config import get_preset
-from gato.data.collect import collect
+from gato.commands.data import collect
 from gato.data.episode import TaskSpec
 from gato.envs import get_task
-from gato.evaluation.evaluate import evaluate, play, rollout
+from gato.commands.evaluate import evaluate, play
+from gato.evaluation.evaluate import rollout
 from gato.model import Gato
 from gato.training.trainer import Trainer, TrainConfig
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gato.data import storage
-from gato.data.collect import collect
+from gato.commands.data import collect
 from gato.envs import get_task
 from gato.rollout import run_episode
 from gato.experts.noise import LabelledAction, NoisyExpert, check_noise, perturb

@@ -33,7 +33,7 @@ def test_shipped_checkpoint_is_complete_small_and_matches_its_report():
 
 def test_shipped_checkpoint_plays_captions_answers_and_chats(tmp_path):
     from gato.data.vision_language import make_scene
-    from gato.evaluation.evaluate import play
+    from gato.commands.evaluate import play
     from gato.generation import caption, chat, vqa
 
     played = play(SHIPPED, "control/cartpole", out=tmp_path, max_frames=4)
@@ -50,8 +50,8 @@ def test_shipped_checkpoint_plays_captions_answers_and_chats(tmp_path):
 def test_shipped_report_reproduces(tmp_path):
     """Re-collect the prompt data of one task with the same seeds and re-evaluate it as the report
     did: the mean return agrees within two standard errors (thread counts can flip near-ties)."""
-    from gato.data.collect import collect
-    from gato.evaluation.evaluate import evaluate
+    from gato.commands.data import collect
+    from gato.commands.evaluate import evaluate
 
     results = json.loads(RESULTS.read_text())
     name = "dmc/cartpole-balance"

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from gato.data import vision_language as vl
-from gato.data.collect import collect
+from gato.commands.data import collect
 from gato.data.datasets import find_tasks
 from gato.data.vision_language import QA, Caption, vqa_ids, vqa_prompt
 from gato.data.vl_formats import (read_coco, read_documents, read_vqa, write_coco, write_jsonl, write_vqa)

@@ -11,7 +11,7 @@ import pytest
 from gato.cli import main
 from gato.config import get_preset
 from gato.data.vision_language import collect_sets
-from gato.evaluation.evaluate import evaluate
+from gato.commands.evaluate import evaluate
 from gato.evaluation.vision_language import evaluate_vl
 from gato.training.trainer import Trainer, TrainConfig
 

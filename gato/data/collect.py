@@ -15,10 +15,8 @@ import importlib.metadata
 import json
 import traceback
 from pathlib import Path
-from typing import Literal
 
 from tqdm import tqdm
-from tyro.conf import Positional
 
 TEST_SEED_OFFSET = 1_000_000
 SIMULATORS = ("gymnasium", "minigrid", "ale-py", "metaworld", "mujoco", "dm_control", "Box2D", "numpy")
@@ -56,46 +54,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None, episodes: int = 100, test_episodes: int = -1, workers: int = 1,
-            out: Path = Path("data"), seed: int = 0, shard_episodes: int = 16, progress: bool = True,
-            vl_limit: int = 0, noise: float | Literal["auto"] = 0.0) -> dict:
-    """Record expert episodes of tasks (or whole domains) into OUT/<domain>/<task>/{train,test};
-    build vision-language and text sets into OUT/vl/<name>/ and OUT/text/corpus/.
-
-    Args:
-        targets: task names (e.g. control/cartpole), domains (e.g. babyai), vision-language sets
-            (vl for all, or vl/scenes, vl/scenes-vqa, vl/openmoji, vl/digits, vl/babyai) and/or text.
-        suite: also every task of this named suite (demo, core; gato/suites.py).
-        episodes: training episodes per task.
-        test_episodes: held-out episodes per task (-1: a tenth of `episodes`, at least 1).
-        workers: parallel processes.
-        out: dataset root folder.
-        seed: first reset seed of the training split (vision-language sets: their generation seed).
-        shard_episodes: episodes per Parquet shard (a kill loses at most one shard per task).
-        progress: show a progress bar.
-        vl_limit: at most this many items per vision-language or text set (0: the whole set).
-        noise: noise-injected demonstrations (DART): the executed action is perturbed, the recorded
-            label is the expert's clean action. Continuous actions: Gaussian noise of this fraction
-            of the half-range; discrete: a random action with this probability. "auto": the
-            per-domain defaults of gato.experts.noise (docs/quality.md). Recorded in the card; a
-            folder holds one noise level (collect another level into another --out).
-    """
-    from gato.data.vision_language import collect_sets, is_set_target
-    from gato.suites import with_suite
-
-    targets = with_suite(tuple(targets), suite)
-    if not targets:
-        raise ValueError("name at least one task, domain or data set to collect (see `gato tasks`)")
-    sets = [t for t in targets if is_set_target(t)]
-    result = {"sets": collect_sets(sets, out, vl_limit, seed)} if sets else {}
-    control = [t for t in targets if not is_set_target(t)]
-    if control:
-        result |= _collect_control(control, episodes, test_episodes, workers, out, seed, shard_episodes, progress,
-                                   noise)
-    return result | {"out": str(out)}
-
-
-def _collect_control(targets: list[str], episodes: int, test_episodes: int, workers: int, out: Path, seed: int,
+def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers: int, out: Path, seed: int,
                      shard_episodes: int, progress: bool, noise: float | str) -> dict:
     from gato.data.storage import DatasetWriter, task_folder
     from gato.data.episode import TaskSpec

@@ -121,32 +121,3 @@ def resolve(names: list[str]) -> list[Task]:
             t = get_task(n)
             out[t.name] = t
     return list(out.values())
-
-
-def tasks(domain: str | None = None) -> list[dict]:
-    """List every task: name, domain, observation and action modalities, expert, reference scores.
-
-    Args:
-        domain: only this domain.
-    """
-    from gato.envs.scores import load_scores
-
-    ref = load_scores()
-    rows = []
-    for t in all_tasks(domain):
-        s = ref.get(t.name, {})
-        rows.append({"name": t.name, "domain": t.domain, "observation": s.get("observation", "?"),
-                     "action": s.get("action", "?"), "expert": t.expert_kind,
-                     "random_score": s.get("random", {}).get("mean"), "expert_score": s.get("expert", {}).get("mean")})
-    fmt = "{:<42} {:<30} {:<16} {:<10} {:>10} {:>10}"
-    print(fmt.format("task", "observation", "action", "expert", "random", "expert"))
-    for r in rows:
-        num = [f"{v:.1f}" if v is not None else "-" for v in (r["random_score"], r["expert_score"])]
-        print(fmt.format(r["name"], r["observation"][:30], r["action"][:16], r["expert"], *num))
-    by_domain = {}
-    for r in rows:
-        by_domain[r["domain"]] = by_domain.get(r["domain"], 0) + 1
-    print(f"\n{len(rows)} tasks: " + ", ".join(f"{d} {n}" for d, n in sorted(by_domain.items())))
-    for d, why in sorted(SKIPPED.items()):
-        print(f"skipped domain {d}: {why}")
-    return rows

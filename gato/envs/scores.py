@@ -72,7 +72,7 @@ def modalities(space) -> str:
     return " + ".join(out)
 
 
-def _measure(args: tuple[str, str, int, int]) -> tuple[str, str, dict, dict]:
+def measure(args: tuple[str, str, int, int]) -> tuple[str, str, dict, dict]:
     from gato.envs import get_task
 
     name, who, episodes, seed = args
@@ -113,42 +113,7 @@ def _measure_one(task, who: str, episodes: int, seed: int) -> tuple[str, str, di
     return name, who, out, spaces
 
 
-def scores(tasks: tuple[str, ...] = ("all",), episodes: int = 50, seed: int = 10_000, workers: int = 1,
-           out: Path | None = None) -> dict[str, dict]:
-    """Measure expert and random returns per task and write them to the scores file.
-
-    Args:
-        tasks: task or domain names, or "all".
-        episodes: episodes per policy per task (the paper uses 50).
-        seed: first reset seed (kept apart from collection seeds).
-        workers: parallel processes.
-        out: scores file to update (default: the one shipped in the package).
-    """
-    from gato.envs import all_tasks, resolve
-    from gato.rollout import parallel_map
-    from tqdm import tqdm
-
-    chosen = all_tasks() if tuple(tasks) == ("all",) else resolve(list(tasks))
-    path = Path(out or DEFAULT_FILE)
-    table = load_scores(path)
-    jobs = [(t.name, who, episodes, seed) for t in chosen for who in ("expert", "random")]
-    failed = []
-    for name, who, res, spaces in tqdm(parallel_map(_measure, jobs, workers), total=len(jobs), unit="task-policy"):
-        if "error" in res:
-            failed.append(f"{name} ({who}): {res['error']}")
-            continue
-        table.setdefault(name, {}).update(spaces, **{who: res})
-        _write(path, table)  # after each result: a killed run keeps what it measured
-    for t in chosen:
-        e, r = table.get(t.name, {}).get("expert"), table.get(t.name, {}).get("random")
-        if e and r:
-            print(f"{t.name:<40} expert {e['mean']:>10.2f}  random {r['mean']:>10.2f}")
-    for f in failed:
-        print(f"failed: {f}")
-    return table
-
-
-def _write(path: Path, table: dict) -> None:
+def write_scores(path: Path, table: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps({"version": VERSION, "tasks": dict(sorted(table.items()))}, indent=1) + "\n")
     os.replace(tmp, path)

@@ -73,3 +73,14 @@ def plot_curve(points: list[dict], out: Path) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def load_curve(checkpoint: Path) -> list[dict]:
+    """The learning curve (curve.json) of the run the checkpoint belongs to, up to its step."""
+    from gato.training.trainer import checkpoint_folder
+
+    folder = checkpoint_folder(Path(checkpoint))
+    for where in (folder, folder.parent):
+        if (where / CURVE_FILE).exists():
+            return json.loads((where / CURVE_FILE).read_text())
+    return []

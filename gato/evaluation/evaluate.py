@@ -3,28 +3,16 @@ it against the reference scores (expert-normalised, per domain, Figure 5)."""
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from tyro.conf import Positional
 
 from gato.data.episode import TaskSpec
+from gato.evaluation.metrics import summarize, threshold_curve
 from gato.prompts import task_prompt
-from gato.evaluation.metrics import normalized, summarize, threshold_curve
 
 RESULTS_VERSION = 1
-
-
-def _load(checkpoint: Path, device: str):
-    """Model, checkpoint meta and the text tokenizer it was trained with (checked by hash)."""
-    from gato.training.trainer import load_model, load_tokenizer
-
-    model, meta = load_model(Path(checkpoint), device)
-    return model, meta, load_tokenizer(Path(checkpoint))
 
 
 def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=None, prompt=None,
@@ -47,106 +35,6 @@ def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=N
              "truncated": r.truncated} for r in results]
 
 
-def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None, suite: str | None = None, episodes: int = 50, envs: int = 16,
-             out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
-             seed: int = 100_000, device: str = "cpu", videos: int = 3, vl: bool = True,
-             vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
-             prompt: bool = True) -> dict:
-    """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
-
-    Args:
-        checkpoint: checkpoint folder or run folder (newest checkpoint).
-        tasks: task and/or domain names (default: the control domain, or none when a suite is given).
-        suite: also every task of this named suite (demo, core; gato/suites.py).
-        episodes: episodes per task (the paper uses 50).
-        envs: environments stepped together per task.
-        out: results folder.
-        data: dataset root for prompts and the vision-language sets (default: prompts the checkpoint carries).
-        temperature: 0 for greedy action tokens, else sampling temperature.
-        seed: first reset seed (disjoint from collection and reference-score seeds).
-        device: cpu or cuda.
-        videos: replay videos (GIF) recorded for this many tasks and linked in the report.
-        vl: also score the vision-language and text sets of DATA (perplexity, BLEU-4, CIDEr, VQA).
-        vl_examples: held-out examples scored per set and split (0: all).
-        decode: greedy continuous action tokens: the most likely bin (argmax), the median of the
-            predicted distribution, or auto (median for checkpoints trained on Gaussian-histogram
-            targets, argmax otherwise).
-        prompt: prompt each episode with the end of the task's best demonstration, from DATA, or
-            from the prompts the checkpoint carries (`gato export`) when no DATA is given.
-    """
-    from gato.envs import resolve
-    from gato.envs.scores import load_scores, scores_file_id
-
-    model, meta, text = _load(checkpoint, device)
-    decode = resolve_decode(decode, meta)
-    prompts = prompt_source(checkpoint, data) if prompt else None
-    ref = load_scores()
-    from gato.suites import with_suite
-
-    if tasks is None:
-        tasks = () if suite else ("control",)
-    names = with_suite(tuple(tasks), suite)
-    chosen = resolve(list(names)) if names else []
-    per_task, t0 = {}, time.perf_counter()
-    for task in chosen:
-        probe = task.make()
-        spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
-        probe.close()
-        task_p = task_prompt(prompts, task.name, spec, model.cfg, text)
-        if prompts is not None and task_p is None:
-            print(f"{task.name}: no training episodes in {prompts}, so no prompt (collect the task to prompt it)")
-        eps = rollout(model, task, spec, episodes, envs, text=text, prompt=task_p, temperature=temperature,
-                      seed=seed, device=device, decode=decode)
-        rets = np.array([e["return"] for e in eps])
-        r, e = (ref.get(task.name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
-        per_task[task.name] = {
-            "domain": task.domain, "episodes": len(eps), "mean": float(rets.mean()), "std": float(rets.std()),
-            "returns": rets.tolist(), "random": r, "expert": e, "normalized": normalized(float(rets.mean()), r, e),
-            "success_rate": float(np.mean([x["success"] for x in eps])) if task.success else None,
-            "prompt_tokens": 0 if task_p is None else len(task_p)}
-        p = per_task[task.name]
-        norm = "missing" if p["normalized"] is None else f"{100 * p['normalized']:.1f}%"
-        print(f"{task.name:<40} return {p['mean']:>10.2f} ± {p['std']:<8.2f} normalised {norm}")
-    results = _aggregate(per_task)
-    results["videos"] = {}
-    for task in chosen[:videos]:
-        v = record_video(model, text, task, Path(out) / "videos", seed=seed, data=prompts, temperature=temperature,
-                         device=device, decode=decode)
-        results["videos"][task.name] = str(Path(v["video"]).relative_to(Path(out)))
-    results["vision_language"] = _vision_language(model, text, data, vl_examples, seed) if vl and data else {}
-    results["learning_curve"] = _curve_of(checkpoint)
-    results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
-                   episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
-                   seed=seed, envs=envs, decode=decode, suite=suite, prompts=None if prompts is None else str(prompts),
-                   data=None if data is None else str(data), vl_examples=vl_examples,
-                   scores_file=scores_file_id())
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".results.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, out / "results.json")
-    for d, s in results["domains"].items():
-        print(f"{d:<12} {s['tasks']:>3} tasks  mean {100 * s['mean']:.1f}%  IQM {100 * s['iqm']:.1f}%  "
-              f"above 50%: {s['above_50']}")
-    from gato.evaluation.report import write_report
-
-    report = write_report(results, out)
-    print(f"results in {out / 'results.json'}, report in {report} and {report.with_suffix('.html')}")
-    return results
-
-
-def _curve_of(checkpoint: Path) -> list[dict]:
-    """The learning curve (curve.json) of the run the checkpoint belongs to, up to its step."""
-    from gato.evaluation.curve import CURVE_FILE
-    from gato.training.trainer import checkpoint_folder
-
-    folder = checkpoint_folder(Path(checkpoint))
-    for where in (folder, folder.parent):
-        if (where / CURVE_FILE).exists():
-            return json.loads((where / CURVE_FILE).read_text())
-    return []
-
-
 def prompt_source(checkpoint: Path, data: Path | None) -> Path | None:
     """Where prompts come from: DATA when given, else the checkpoint's own prompts/ (if any)."""
     from gato.prompts import checkpoint_prompts
@@ -162,27 +50,7 @@ def resolve_decode(decode: str, meta: dict) -> str:
     return "median" if meta.get("train", {}).get("target_sigma", 0.0) > 0 else "argmax"
 
 
-def _vision_language(model, text, data: Path, examples: int, seed: int) -> dict:
-    from gato.data.vision_language import find_sets
-    from gato.evaluation.vision_language import evaluate_vl
-
-    if not find_sets(data):
-        return {}
-    out = evaluate_vl(model, text, data, max_examples=examples, seed=seed)
-    for name, r in out.items():
-        if r["kind"] == "text":
-            print(f"{name:<40} perplexity {r['perplexity']:.1f} ({r['tokens']} tokens)")
-        elif r["kind"] == "captions":
-            print(f"{name:<40} BLEU-4 {r['bleu4']:.3f} (chance {r['chance_bleu4']:.3f})  "
-                  f"CIDEr {r['cider']:.3f} (chance {r['chance_cider']:.3f})")
-        else:
-            for split, v in r["splits"].items():
-                print(f"{name + ' ' + split:<40} VQA accuracy {100 * v['accuracy']:.1f}% "
-                      f"(prior {100 * v['prior_accuracy']:.1f}%)")
-    return out
-
-
-def _aggregate(per_task: dict) -> dict:
+def aggregate(per_task: dict) -> dict:
     domains: dict[str, list[float]] = {}
     for p in per_task.values():
         if p["normalized"] is not None:
@@ -193,34 +61,6 @@ def _aggregate(per_task: dict) -> dict:
     return {"tasks": per_task, "domains": summary,
             "overall": {"tasks_normalized": len(allv), "tasks_above_50": int(np.sum(np.asarray(allv) >= 0.5)),
                         "curve": {"thresholds": t.tolist(), "tasks_at_or_above": counts.tolist()}}}
-
-
-def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("runs/play"), seed: int = 100_000,
-         data: Path | None = None, temperature: float = 0.0, max_frames: int = 400, device: str = "cpu",
-         decode: Literal["auto", "argmax", "median"] = "auto", prompt: bool = True) -> dict:
-    """Run one episode of TASK with a checkpoint and save its video (GIF) for a quick look.
-
-    Args:
-        checkpoint: checkpoint folder or run folder.
-        task: task name (see `gato tasks`).
-        out: folder for the GIF.
-        seed: reset seed (default: that of `gato eval`'s first episode, apart from collection seeds).
-        data: dataset root for the prompt (default: the prompts the checkpoint carries).
-        temperature: 0 for greedy action tokens.
-        max_frames: frames kept in the GIF (evenly subsampled).
-        device: cpu or cuda.
-        decode: greedy continuous action tokens: argmax, median, or auto (as `gato eval`).
-        prompt: prompt with the end of the task's best demonstration, from DATA or else from the
-            checkpoint's own prompts (as `gato eval`).
-    """
-    from gato.envs import get_task
-
-    model, meta, text = _load(checkpoint, device)
-    prompts = prompt_source(checkpoint, data) if prompt else None
-    result = record_video(model, text, get_task(task), Path(out), seed=seed, data=prompts, temperature=temperature,
-                          max_frames=max_frames, device=device, decode=resolve_decode(decode, meta))
-    print(f"{task}: return {result['return']:.2f} in {result['steps']} steps; video {result['video']}")
-    return result
 
 
 def record_video(model, text, task, out: Path, *, seed: int = 0, data: Path | None = None,

@@ -409,6 +409,12 @@ def load_model(path: Path, device: str = "cpu") -> tuple[Gato, dict]:
     return model.to(device).eval(), meta
 
 
+def load_checkpoint(path: Path, device: str = "cpu") -> tuple[Gato, dict, TextTokenizer]:
+    """A trained model (eval mode), its checkpoint meta and the text tokenizer it was trained with."""
+    model, meta = load_model(Path(path), device)
+    return model, meta, load_tokenizer(Path(path))
+
+
 def load_tokenizer(path: Path) -> TextTokenizer:
     """The text tokenizer a checkpoint was trained with: its own copy (checked against the hash in
     its config), or the committed default for checkpoints that carry none."""

@@ -1,0 +1,116 @@
+"""Data commands: `gato tasks`, `gato scores`, `gato collect` (gato/envs, gato/data hold the
+library they drive; `gato data-report` is gato.data.diagnostics.data_report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from tyro.conf import Positional
+
+from gato.data.collect import collect_tasks
+from gato.envs.registry import SKIPPED, all_tasks
+from gato.envs.scores import DEFAULT_FILE, load_scores, measure, write_scores
+
+
+def tasks(domain: str | None = None) -> list[dict]:
+    """List every task: name, domain, observation and action modalities, expert, reference scores.
+
+    Args:
+        domain: only this domain.
+    """
+    from gato.envs.scores import load_scores
+
+    ref = load_scores()
+    rows = []
+    for t in all_tasks(domain):
+        s = ref.get(t.name, {})
+        rows.append({"name": t.name, "domain": t.domain, "observation": s.get("observation", "?"),
+                     "action": s.get("action", "?"), "expert": t.expert_kind,
+                     "random_score": s.get("random", {}).get("mean"), "expert_score": s.get("expert", {}).get("mean")})
+    fmt = "{:<42} {:<30} {:<16} {:<10} {:>10} {:>10}"
+    print(fmt.format("task", "observation", "action", "expert", "random", "expert"))
+    for r in rows:
+        num = [f"{v:.1f}" if v is not None else "-" for v in (r["random_score"], r["expert_score"])]
+        print(fmt.format(r["name"], r["observation"][:30], r["action"][:16], r["expert"], *num))
+    by_domain = {}
+    for r in rows:
+        by_domain[r["domain"]] = by_domain.get(r["domain"], 0) + 1
+    print(f"\n{len(rows)} tasks: " + ", ".join(f"{d} {n}" for d, n in sorted(by_domain.items())))
+    for d, why in sorted(SKIPPED.items()):
+        print(f"skipped domain {d}: {why}")
+    return rows
+
+
+def scores(tasks: tuple[str, ...] = ("all",), episodes: int = 50, seed: int = 10_000, workers: int = 1,
+           out: Path | None = None) -> dict[str, dict]:
+    """Measure expert and random returns per task and write them to the scores file.
+
+    Args:
+        tasks: task or domain names, or "all".
+        episodes: episodes per policy per task (the paper uses 50).
+        seed: first reset seed (kept apart from collection seeds).
+        workers: parallel processes.
+        out: scores file to update (default: the one shipped in the package).
+    """
+    from gato.envs import all_tasks, resolve
+    from gato.rollout import parallel_map
+    from tqdm import tqdm
+
+    chosen = all_tasks() if tuple(tasks) == ("all",) else resolve(list(tasks))
+    path = Path(out or DEFAULT_FILE)
+    table = load_scores(path)
+    jobs = [(t.name, who, episodes, seed) for t in chosen for who in ("expert", "random")]
+    failed = []
+    for name, who, res, spaces in tqdm(parallel_map(measure, jobs, workers), total=len(jobs), unit="task-policy"):
+        if "error" in res:
+            failed.append(f"{name} ({who}): {res['error']}")
+            continue
+        table.setdefault(name, {}).update(spaces, **{who: res})
+        write_scores(path, table)  # after each result: a killed run keeps what it measured
+    for t in chosen:
+        e, r = table.get(t.name, {}).get("expert"), table.get(t.name, {}).get("random")
+        if e and r:
+            print(f"{t.name:<40} expert {e['mean']:>10.2f}  random {r['mean']:>10.2f}")
+    for f in failed:
+        print(f"failed: {f}")
+    return table
+
+
+def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None, episodes: int = 100, test_episodes: int = -1, workers: int = 1,
+            out: Path = Path("data"), seed: int = 0, shard_episodes: int = 16, progress: bool = True,
+            vl_limit: int = 0, noise: float | Literal["auto"] = 0.0) -> dict:
+    """Record expert episodes of tasks (or whole domains) into OUT/<domain>/<task>/{train,test};
+    build vision-language and text sets into OUT/vl/<name>/ and OUT/text/corpus/.
+
+    Args:
+        targets: task names (e.g. control/cartpole), domains (e.g. babyai), vision-language sets
+            (vl for all, or vl/scenes, vl/scenes-vqa, vl/openmoji, vl/digits, vl/babyai) and/or text.
+        suite: also every task of this named suite (demo, core; gato/suites.py).
+        episodes: training episodes per task.
+        test_episodes: held-out episodes per task (-1: a tenth of `episodes`, at least 1).
+        workers: parallel processes.
+        out: dataset root folder.
+        seed: first reset seed of the training split (vision-language sets: their generation seed).
+        shard_episodes: episodes per Parquet shard (a kill loses at most one shard per task).
+        progress: show a progress bar.
+        vl_limit: at most this many items per vision-language or text set (0: the whole set).
+        noise: noise-injected demonstrations (DART): the executed action is perturbed, the recorded
+            label is the expert's clean action. Continuous actions: Gaussian noise of this fraction
+            of the half-range; discrete: a random action with this probability. "auto": the
+            per-domain defaults of gato.experts.noise (docs/quality.md). Recorded in the card; a
+            folder holds one noise level (collect another level into another --out).
+    """
+    from gato.data.vision_language import collect_sets, is_set_target
+    from gato.suites import with_suite
+
+    targets = with_suite(tuple(targets), suite)
+    if not targets:
+        raise ValueError("name at least one task, domain or data set to collect (see `gato tasks`)")
+    sets = [t for t in targets if is_set_target(t)]
+    result = {"sets": collect_sets(sets, out, vl_limit, seed)} if sets else {}
+    control = [t for t in targets if not is_set_target(t)]
+    if control:
+        result |= collect_tasks(control, episodes, test_episodes, workers, out, seed, shard_episodes, progress,
+                                   noise)
+    return result | {"out": str(out)}
