@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     import tyro
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--version"], ["-V"]):
+        from importlib.metadata import version
+
+        print(f"gato {version('gato')}")
+        return
     key = next((k for k in sorted(COMMANDS, key=len, reverse=True) if tuple(argv[:len(k)]) == k), None)
     if key is None:
         print(_usage())
@@ -72,6 +77,17 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # a full or read-only disk, a folder where a file was expected, ...
+        if os.environ.get("GATO_DEBUG"):
+            raise
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:  # anything else still ends in one line; GATO_DEBUG=1 shows the traceback
+        if os.environ.get("GATO_DEBUG"):
+            raise
+        print(f"error: {type(e).__name__}: {e} (GATO_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)

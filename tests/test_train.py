@@ -6,6 +6,8 @@ Everything runs on CPU with a 2-layer, width-64 model and a few dozen tokens per
 
 from __future__ import annotations
 
+import json
+
 import dataclasses
 import math
 import shutil
@@ -306,11 +308,20 @@ def test_train_refuses_a_folder_with_checkpoints(straight_run):
 
 def test_resume_with_another_config_names_the_key(straight_run):
     _, run = straight_run
-    with pytest.raises(ValueError, match="different training config") as e:
+    with pytest.raises(ValueError, match="--resume continues the saved configuration") as e:
         train(run, resume=True, **train_kwargs(lr=5e-4))
     msg = str(e.value)
-    assert "lr: 0.001 vs 0.0005" in msg
-    assert "batch_size" not in msg and "context" not in msg  # only what differs is named
+    assert "lr=0.0005 (saved 0.001)" in msg
+    assert "batch_size=" not in msg and "context=" not in msg  # only what differs is named
+
+
+def test_resume_needs_only_the_folder(tmp_path):
+    """--resume takes the saved configuration: no flag has to be repeated."""
+    train(tmp_path / "run", steps=2, batch_size=2, context=32, warmup=1, lr=3e-4, checkpoint_every=2,
+          progress=False)
+    done = train(tmp_path / "run", resume=True, steps=3, progress=False)
+    assert done["step"] == 3
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["lr"] == 3e-4
 
 
 def test_train_resume_through_the_entry_point_is_exact(tmp_path, monkeypatch):

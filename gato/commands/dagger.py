@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Literal
 
 from tyro.conf import Positional
+
+from gato.dagger import check_labelable, collect_round
+from gato.data.episode import TaskSpec
+from gato.evaluation.evaluate import resolve_decode
+from gato.io import folder_lock, read_json, write_json
+from gato.prompts import task_prompt
+from gato.training import checkpoint as ckpt
+from gato.training.trainer import TrainConfig, checkpoint_folder, load_model, load_tokenizer, run_training
 
 
 def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: int = 2, episodes: int = 16,
@@ -37,14 +44,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         max_minutes: stop training (with a checkpoint) after this many minutes per round.
         progress: show a progress bar while training.
     """
-    from gato.dagger import check_labelable, collect_round
-    from gato.data.episode import TaskSpec
     from gato.data.datasets import find_tasks
     from gato.envs import resolve
-    from gato.evaluation.evaluate import resolve_decode
-    from gato.prompts import task_prompt
-    from gato.training import checkpoint as ckpt
-    from gato.training.trainer import TrainConfig, checkpoint_folder, load_model, load_tokenizer, run_training
 
     if rounds < 1 or episodes < 1 or steps < 1:
         raise ValueError(f"rounds, episodes and steps must be >= 1, got {rounds}, {episodes} and {steps}")
@@ -63,9 +64,15 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
     if missing:
         raise ValueError(f"no demonstrations of {', '.join(missing)} under {root} (collect them first)")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "gato dagger"):
+        return _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, decode, device,
+                       max_minutes, progress)
+
+
+def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, decode, device, max_minutes,
+            progress) -> dict:
     log_path = out / "dagger.json"
-    log = json.loads(log_path.read_text()) if log_path.exists() else {"checkpoint": str(start), "rounds": {}}
+    log = read_json(log_path, "DAgger log") if log_path.exists() else {"checkpoint": str(start), "rounds": {}}
     policy = start
     for r in range(1, rounds + 1):
         run_dir = out / f"round-{r}"
@@ -76,20 +83,10 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         model, pmeta = load_model(policy, device)
         text = load_tokenizer(policy)
         how = resolve_decode(decode, pmeta)
-        rows = []
-        for task in chosen:
-            probe = task.make()
-            spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
-            probe.close()
-            prompt = task_prompt(root, task.name, spec, model.cfg, text)
-            row = collect_round(model, text, task, root, r, episodes, num_envs=envs, prompt=prompt, decode=how,
-                                device=device)
-            rows.append(row)
-            ret = "-" if row["learner_return"] is None else f"{row['learner_return']:.2f}"
-            print(f"round {r} {task.name:<36} learner return {ret:>10}  +{row['new_episodes']} labelled "
-                  f"episodes ({row['on_disk']} in all)")
+        with folder_lock(root, "gato dagger (collecting a round)"):
+            rows = _collect(model, text, chosen, root, r, episodes, envs, how, device)
         log["rounds"][str(r)] = {"policy": str(policy), "tasks": rows}
-        _write_json(log_path, log)
+        write_json(log_path, log)
         cfg = dataclasses.replace(base, init=str(policy), steps=steps, warmup=min(base.warmup, steps // 10),
                                   data=str(root), tasks=tuple(t.name for t in chosen) if base.tasks else (),
                                   lr=lr if lr is not None else base.lr,
@@ -98,12 +95,23 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
                      max_minutes=max_minutes)
         policy = ckpt.latest_checkpoint(run_dir)
     log["final"] = str(policy)
-    _write_json(log_path, log)
+    write_json(log_path, log)
     print(f"DAgger done: {policy}")
     return log
 
 
-def _write_json(path: Path, obj) -> None:
-    from gato.training.trainer import write_json_atomic
-
-    write_json_atomic(path, obj)
+def _collect(model, text, chosen, root, r, episodes, envs, how, device) -> list[dict]:
+    """One round's rollouts of every task, labelled and written under ROOT."""
+    rows = []
+    for task in chosen:
+        probe = task.make()
+        spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
+        probe.close()
+        prompt = task_prompt(root, task.name, spec, model.cfg, text)
+        row = collect_round(model, text, task, root, r, episodes, num_envs=envs, prompt=prompt, decode=how,
+                            device=device)
+        rows.append(row)
+        ret = "-" if row["learner_return"] is None else f"{row['learner_return']:.2f}"
+        print(f"round {r} {task.name:<36} learner return {ret:>10}  +{row['new_episodes']} labelled "
+              f"episodes ({row['on_disk']} in all)")
+    return rows

@@ -9,8 +9,9 @@ from typing import Literal
 from tyro.conf import Positional
 
 from gato.data.collect import collect_tasks
-from gato.envs.registry import SKIPPED, all_tasks
+from gato.envs.registry import DOMAINS, SKIPPED, all_tasks
 from gato.envs.scores import DEFAULT_FILE, load_scores, measure, write_scores
+from gato.io import folder_lock
 
 
 def tasks(domain: str | None = None) -> list[dict]:
@@ -19,8 +20,8 @@ def tasks(domain: str | None = None) -> list[dict]:
     Args:
         domain: only this domain.
     """
-    from gato.envs.scores import load_scores
-
+    if domain is not None and domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; domains: {', '.join(DOMAINS)}")
     ref = load_scores()
     rows = []
     for t in all_tasks(domain):
@@ -107,10 +108,13 @@ def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None,
     targets = with_suite(tuple(targets), suite)
     if not targets:
         raise ValueError("name at least one task, domain or data set to collect (see `gato tasks`)")
+    if episodes < 0 or test_episodes < -1:
+        raise ValueError(f"episodes must be >= 0 and test_episodes >= -1, got {episodes} and {test_episodes}")
     sets = [t for t in targets if is_set_target(t)]
-    result = {"sets": collect_sets(sets, out, vl_limit, seed)} if sets else {}
     control = [t for t in targets if not is_set_target(t)]
-    if control:
-        result |= collect_tasks(control, episodes, test_episodes, workers, out, seed, shard_episodes, progress,
-                                   noise)
+    with folder_lock(out, "gato collect"):
+        result = {"sets": collect_sets(sets, out, vl_limit, seed)} if sets else {}
+        if control:
+            result |= collect_tasks(control, episodes, test_episodes, workers, out, seed, shard_episodes, progress,
+                                    noise)
     return result | {"out": str(out)}

@@ -51,6 +51,11 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
     from gato.envs import resolve
     from gato.envs.scores import load_scores, scores_file_id
 
+    if episodes < 1 or envs < 1 or videos < 0 or vl_examples < 0:
+        raise ValueError(f"episodes and envs must be >= 1, videos and vl_examples >= 0; got {episodes}, {envs}, "
+                         f"{videos} and {vl_examples}")
+    if data is not None and not Path(data).is_dir():
+        raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
     model, meta, text = load_checkpoint(checkpoint, device)
     decode = resolve_decode(decode, meta)
     prompts = prompt_source(checkpoint, data) if prompt else None
@@ -149,6 +154,10 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
     """
     from gato.envs import get_task
 
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    if data is not None and not Path(data).is_dir():
+        raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
     model, meta, text = load_checkpoint(checkpoint, device)
     prompts = prompt_source(checkpoint, data) if prompt else None
     result = record_video(model, text, get_task(task), Path(out), seed=seed, data=prompts, temperature=temperature,

@@ -11,8 +11,8 @@ from tyro.conf import Positional
 
 from gato.config import ModelConfig
 from gato.training import checkpoint as ckpt
-from gato.training.trainer import (TOKENIZER_FILE, TRAIN_PRESETS, checkpoint_folder, load_tokenizer,
-                                   run_training)
+from gato.training.trainer import (EXECUTION_FIELDS, TOKENIZER_FILE, TRAIN_PRESETS, TrainConfig,
+                                   checkpoint_folder, load_tokenizer, run_training)
 
 
 def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str | None = None,
@@ -27,7 +27,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           init: str | None = None, start_prob: float | None = None, task_balance: float | None = None,
           target_sigma: float | None = None, min_return: float | None = None, prompt_prob: float | None = None,
           weight_decay: float | None = None, eval_every: int = 0, eval_tasks: tuple[str, ...] = (),
-          eval_episodes: int = 4, resume: bool = False, device: str = "auto",
+          eval_episodes: int = 4, resume: bool = False, allow_data_change: bool = False, device: str = "auto",
           max_minutes: float | None = None, timeout_s: float = 600.0, progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
 
@@ -71,7 +71,10 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
             OUT/curve.json (normalised score against tokens); 0: never.
         eval_tasks: the learning curve's fixed task subset (default: the training tasks, up to 8).
         eval_episodes: episodes per task per point.
-        resume: continue exactly from the newest checkpoint in OUT (on any number of ranks).
+        resume: continue exactly from the newest checkpoint in OUT (on any number of ranks), with its
+            saved configuration; only execution settings (steps, logging, checkpointing, workers,
+            parallelism, precision) may be given again.
+        allow_data_change: resume even though the training data changed since the run started.
         device: auto, cpu or cuda.
         max_minutes: stop (with a checkpoint) after this many minutes.
         timeout_s: seconds a rank waits for the others in a collective before failing.
@@ -94,14 +97,30 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
                                        target_sigma=target_sigma, min_return=min_return,
                                        prompt_prob=prompt_prob, weight_decay=weight_decay).items()
                  if v is not None}
-    cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
+    cfg = _resumed_config(Path(out), overrides) if resume else None
+    cfg = cfg or dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
     on_save = None
     if eval_every:
         if eval_every % cfg.checkpoint_every:
             raise ValueError(f"eval_every ({eval_every}) must be a multiple of checkpoint_every ({cfg.checkpoint_every})")
         on_save = _learning_curve(cfg, eval_every, eval_tasks, eval_episodes)
     return run_training(cfg, Path(out), device=device, resume=resume, progress=progress, max_minutes=max_minutes,
-                        timeout_s=timeout_s, on_save=on_save)
+                        timeout_s=timeout_s, on_save=on_save, allow_data_change=allow_data_change)
+
+
+def _resumed_config(out: Path, overrides: dict) -> TrainConfig | None:
+    """--resume continues the run's saved configuration: flags that change execution only (steps,
+    logging, checkpointing, parallelism, precision) may be given; any other flag must agree."""
+    latest = ckpt.latest_checkpoint(out) if out.exists() else None
+    if latest is None:
+        return None
+    saved = TrainConfig.from_dict(ckpt.load_meta(latest)["train"])
+    differ = {k: v for k, v in overrides.items() if k not in EXECUTION_FIELDS and v != getattr(saved, k)}
+    if differ:
+        raise ValueError(f"{latest}: --resume continues the saved configuration; these flags differ from it: "
+                         + ", ".join(f"{k}={v!r} (saved {getattr(saved, k)!r})" for k, v in differ.items())
+                         + f". Only execution settings may change: {', '.join(EXECUTION_FIELDS)}")
+    return dataclasses.replace(saved, **{k: v for k, v in overrides.items() if k in EXECUTION_FIELDS})
 
 
 def _learning_curve(cfg, every: int, tasks: tuple[str, ...], episodes: int):
@@ -126,7 +145,7 @@ def _learning_curve(cfg, every: int, tasks: tuple[str, ...], episodes: int):
     return on_save
 
 
-def export(checkpoint: Positional[Path], out: Path, data: Path | None = None) -> Path:
+def export(checkpoint: Positional[Path], out: Path, data: Path | None = None, force: bool = False) -> Path:
     """Write a checkpoint for sharing: its weights, config and tokenizer, without the optimizer and
     data state that only resuming needs (a third of the size), and demonstration prompts for its
     tasks (a few KB), so `gato eval` and `gato play` prompt it as the paper does with no dataset.
@@ -136,6 +155,7 @@ def export(checkpoint: Positional[Path], out: Path, data: Path | None = None) ->
         checkpoint: checkpoint folder, or a run folder (its newest checkpoint).
         out: the folder to write (replaced atomically if it exists).
         data: dataset root to take the prompts from (default: the one it was trained on, if present).
+        force: replace OUT when it is an earlier export (anything else there is never replaced).
     """
     import tempfile
 
@@ -143,6 +163,16 @@ def export(checkpoint: Positional[Path], out: Path, data: Path | None = None) ->
 
     src = checkpoint_folder(checkpoint)
     meta, text = ckpt.load_meta(src), load_tokenizer(src)
+    out = Path(out)
+    if out.exists():
+        is_checkpoint = out.is_dir() and (out / "config.json").exists() and (out / "model.safetensors").exists()
+        if not is_checkpoint:
+            raise ValueError(f"--out {out} exists and is not an exported checkpoint: choose a new folder "
+                             "(nothing there is replaced)")
+        if out.resolve() == src.resolve():
+            raise ValueError(f"--out {out} is the checkpoint being exported")
+        if not force:
+            raise ValueError(f"--out {out} already holds a checkpoint; pass --force to replace it")
     files = {TOKENIZER_FILE: text.to_bytes()}
     data = Path(data) if data is not None else Path(meta.get("train", {}).get("data", ""))
     prompted: list[str] = []

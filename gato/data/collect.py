@@ -67,8 +67,6 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
     plan = {"train": [seed + i for i in range(episodes)],
             "test": [TEST_SEED_OFFSET + seed + i for i in range(n_test)]}
     writers, jobs = {}, []
-    if episodes < 0 or test_episodes < -1:
-        raise ValueError(f"episodes must be >= 0 and test_episodes >= -1, got {episodes} and {test_episodes}")
     if isinstance(noise, str) and noise != "auto":
         raise ValueError(f"noise must be a number in [0, 1] or 'auto', got {noise!r}")
     specs = {}

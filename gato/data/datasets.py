@@ -57,6 +57,36 @@ def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = 
         if dagger and verbose:
             print(f"{name}: {len(dagger)} DAgger episodes (expert-labelled learner states)")
         kept += dagger
+        _check_finite(name, root, kept)
         out.append(ControlSource(ds.spec, kept, tm, text, prompt_tokens=prompt_tokens, prompt_prob=prompt_prob,
                                  max_local_positions=max_local_positions, start_prob=start_prob))
     return out
+
+
+def _non_finite(x) -> bool:
+    if isinstance(x, dict):
+        return any(_non_finite(v) for v in x.values())
+    if isinstance(x, (tuple, list)):
+        return any(_non_finite(v) for v in x)
+    if isinstance(x, str):
+        return False
+    a = np.asarray(x)
+    return a.dtype.kind in "fc" and not bool(np.isfinite(a).all())
+
+
+def _check_finite(name: str, root: Path, episodes) -> None:
+    """A NaN or infinity in a dataset is an error now, naming the task, episode and step, not a
+    failed batch hundreds of steps into training."""
+    for i, ep in enumerate(episodes):
+        for part, values in (("observation", ep.observations), ("action", ep.actions)):
+            try:
+                bad = _non_finite(np.asarray(values, dtype=np.float64))
+            except (ValueError, TypeError):  # ragged or structured: step by step
+                bad = any(_non_finite(v) for v in values)
+            if bad:
+                step = next(t for t, v in enumerate(values) if _non_finite(v))
+                raise ValueError(f"{name} under {root}: episode {i} has a non-finite {part} at step {step}; "
+                                 "remove or re-collect that episode")
+        if not np.isfinite(ep.rewards).all():
+            raise ValueError(f"{name} under {root}: episode {i} has a non-finite reward at step "
+                             f"{int(np.argmin(np.isfinite(ep.rewards)))}")

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import warnings
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -38,6 +36,7 @@ import pyarrow.parquet as pq
 from gymnasium import spaces
 
 from gato.data.episode import Episode, TaskSpec
+from gato.io import atomic_write
 from gato.tokenization.spaces import is_image_space, is_integer_box
 
 FORMAT_VERSION = 1
@@ -319,16 +318,6 @@ def task_folder(root: str | Path, task_name: str) -> Path:
     return Path(root, *parts)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _load_card(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -424,7 +413,7 @@ class DatasetWriter:
             [pa.field(c, a.type, metadata=meta.get(c)) for c, a in zip(self.columns, arrays)]))
         path = self.folder / self.split / f"shard-{self._next:05d}.parquet"
         dictionary = [_leaf_path(c, a.type) for c, a in zip(self.columns, arrays) if c in DICTIONARY_COLUMNS]
-        _atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary))
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary))
         self._next += 1
         self._returns += [float(r["rewards"].sum(dtype=np.float64)) for r in self._buffer]
         self._seeds |= {r["seed"] for r in self._buffer if r["seed"] is not None}
@@ -441,7 +430,7 @@ class DatasetWriter:
         self.card["splits"] = on_disk
         self.card["updated"] = _now()
         text = json.dumps(self.card, indent=1)
-        _atomic_write(self.card_path, lambda tmp: tmp.write_text(text))
+        atomic_write(self.card_path, lambda tmp: tmp.write_text(text))
         self._card_time, self._card_stale = time.monotonic(), False
 
     def episodes_on_disk(self, split: str | None = None) -> int:
@@ -467,7 +456,7 @@ def update_card(root: str | Path, task_name: str, fields: dict) -> None:
     path = task_folder(root, task_name) / "card.json"
     card = _load_card(path) | fields
     text = json.dumps(card, indent=1)
-    _atomic_write(path, lambda tmp: tmp.write_text(text))
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 # ---------------------------------------------------------------- readers

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from gato.data.storage import _atomic_write
+from gato import io
+from gato.io import atomic_write
 
 VQA_IMAGE_NAME = "COCO_{data_subtype}_{image_id:012d}.jpg"  # VQAv2's images are COCO's
 OUR_IMAGE_NAME = "COCO_{data_subtype}_{image_id:012d}.png"  # ours: lossless, tiny images
@@ -65,14 +65,8 @@ def most_common(answers: list[str]) -> str:
 
 # ---------------------------------------------------------------- files
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write `path` (and its folders) through a tmp file, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, write)
-
-
 def write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj), encoding="utf-8"))
+    io.write_json(path, obj, indent=None)
 
 
 def read_text(path: Path) -> str:

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 import numpy as np
+
+from gato import io
 
 
 def _plots(results: dict, out: Path) -> dict[str, str]:
@@ -148,6 +149,4 @@ def _html(md: str) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    io.write_text(path, text)

@@ -9,9 +9,9 @@ weights up to float summation order (tests/test_distributed.py).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from gato import io
 from gato.config import ModelConfig, get_preset
 from gato.data.loader import step_batches
 from gato.data.sampling import Batch, Mixture
@@ -80,6 +81,15 @@ class TrainConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("start_prob", "task_balance", "prompt_prob", "vl_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.target_sigma < 0 or self.lr <= 0 or self.warmup < 0 or self.context < 0:
+            raise ValueError(f"target_sigma, warmup and context must be >= 0 and lr > 0, got "
+                             f"{self.target_sigma}, {self.warmup}, {self.context} and {self.lr}")
         if self.grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
         if self.workers < 0:
@@ -92,7 +102,7 @@ class TrainConfig:
 
 TOKENIZER_FILE = "tokenizer.model"  # every checkpoint carries its text tokenizer
 EXECUTION_FIELDS = ("steps", "grad_accum", "parallel", "activation_checkpointing", "compile", "workers",
-                    "precision")
+                    "precision", "log_every", "checkpoint_every", "keep_checkpoints")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
@@ -185,6 +195,7 @@ class Trainer:
         self.context = cfg.context or self.model_cfg.context
         self.precision = precision.resolve(cfg.precision, self.device)
         self.data = build_mixture(cfg, self.model_cfg, self.text, self.context)
+        self.data_fingerprint = self.data.fingerprint()
         self.step = 0
 
     def _init_from(self, path: Path) -> None:
@@ -204,13 +215,13 @@ class Trainer:
     def facts(self) -> dict:
         """What every rank must agree on before training."""
         return {"train": json.loads(json.dumps(dataclasses.asdict(self.cfg))), "model": self.model_cfg.to_dict(),
-                "tokenizer": self.text.sha256, "data": self.data.fingerprint(), "torch": torch.__version__}
+                "tokenizer": self.text.sha256, "data": self.data_fingerprint, "torch": torch.__version__}
 
     def meta(self) -> dict:
         return {"model": self.model_cfg.to_dict(), "train": dataclasses.asdict(self.cfg),
                 "token_map": self.model_cfg.token_map.to_dict(), "tokenizer": self.text.reference(),
                 "step": self.step, "world_size": self.dist.world, "parallel": self.parallel,
-                "precision": self.precision}
+                "precision": self.precision, "data_fingerprint": self.data_fingerprint}
 
     def save(self, run_dir: Path) -> Path | None:
         """Gather the full (unsharded) state to rank 0 and write a checkpoint there (every rank calls it)."""
@@ -434,13 +445,12 @@ def _diff(a: dict, b: dict) -> str:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    io.write_json(path, obj, indent=2)
 
 
 def run_training(cfg: TrainConfig, out: Path, *, device: str = "auto", resume: bool = False, progress: bool = True,
-                 max_minutes: float | None = None, timeout_s: float = 600.0, on_save=None) -> dict:
+                 max_minutes: float | None = None, timeout_s: float = 600.0, on_save=None,
+                 allow_data_change: bool = False) -> dict:
     """Train with a resolved configuration (what `gato train`, `gato dagger` and fine-tuning call)."""
     get_preset(cfg.preset)  # clear error for an unknown preset before any work
     if device == "auto":
@@ -448,13 +458,19 @@ def run_training(cfg: TrainConfig, out: Path, *, device: str = "auto", resume: b
     d = distributed.init(device, timeout_s)
     try:
         return _train(Path(out), cfg, d, f"cuda:{d.local_rank}" if device == "cuda" else device, resume,
-                      progress, max_minutes, on_save)
+                      progress, max_minutes, on_save, allow_data_change)
     finally:
         distributed.shutdown(d)
 
 
 def _train(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: bool, progress: bool,
-           max_minutes: float | None, on_save=None) -> dict:
+           max_minutes: float | None, on_save=None, allow_data_change: bool = False) -> dict:
+    with io.folder_lock(out, "gato train") if d.main else contextlib.nullcontext():
+        return _train_locked(out, cfg, d, device, resume, progress, max_minutes, on_save, allow_data_change)
+
+
+def _train_locked(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: bool, progress: bool,
+                  max_minutes: float | None, on_save, allow_data_change: bool) -> dict:
     latest = ckpt.latest_checkpoint(out) if out.exists() else None
     if resume and latest is not None:
         saved = ckpt.load_meta(latest)["train"]
@@ -466,16 +482,29 @@ def _train(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: bool, prog
     elif latest is not None:
         raise ValueError(f"{out} already holds checkpoints (newest {latest.name}); pass --resume to "
                          f"continue it or choose another --out")
+    elif out.exists() and not _is_run_folder(out):
+        raise ValueError(f"{out} holds files that are not a gato run; choose a new or empty --out "
+                         "(nothing there is overwritten)")
     trainer = Trainer(cfg, device=device, dist=d)
     # a rank on a node that does not share OUT would see other checkpoints: that is an error too
     distributed.check_same(d, trainer.facts() | {"out": str(out.resolve()),
                                                  "newest checkpoint": latest and latest.name})
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
+    history: list[dict] = []
     if resume and latest is not None:
+        before = ckpt.load_meta(latest).get("data_fingerprint")
+        if before is not None and before != trainer.data_fingerprint and not allow_data_change:
+            raise ValueError(f"{latest}: the training data changed since this run started (fingerprint "
+                             f"{before}, now {trainer.data_fingerprint}): resuming would not be exact. "
+                             "Restore the data, pass --allow-data-change, or start a new run from these "
+                             "weights with --init")
         trainer.restore(latest)
         if d.main:
             print(f"resumed from {latest} at step {trainer.step}")
+            if (out / "history.json").exists():
+                history = [r for r in io.read_json(out / "history.json", "training history")
+                           if r.get("step", 0) <= trainer.step]
     if d.main:
         write_json_atomic(out / "config.json", trainer.meta())
         n = trainer.model.num_params()
@@ -486,5 +515,14 @@ def _train(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: bool, prog
     result = trainer.fit(out, progress=progress, max_seconds=None if max_minutes is None else 60 * max_minutes,
                          on_save=on_save)
     if d.main:
+        result["history"] = history + result["history"]
         write_json_atomic(out / "history.json", result["history"])
     return result
+
+
+RUN_FILES = {"config.json", "history.json", "tb", "curve.json", io.LOCK_FILE}
+
+
+def _is_run_folder(out: Path) -> bool:
+    """Empty, or only what a gato run writes (a run killed before its first checkpoint)."""
+    return all(p.name in RUN_FILES or p.name.startswith(("step_", ".")) for p in out.iterdir())

@@ -1,0 +1,77 @@
+"""Files, written so nothing is half-written and no two jobs write one folder.
+
+`atomic_write` writes through a temporary file in the same folder and renames it into place:
+a reader (or a resumed job) sees the old file or the new one, never a partial one. JSON is
+written strictly (NaN and infinity are errors, not invalid JSON). `folder_lock` takes an
+exclusive lock on a job's output folder; the operating system drops it when the process dies,
+so a killed job never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+LOCK_FILE = ".gato.lock"
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Create `path` (and its folders) by `write(tmp)` on a temporary file, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | Path, obj, indent: int | None = 1) -> None:
+    """Strict JSON (a NaN or infinity is an error naming the file), written atomically."""
+    try:
+        text = json.dumps(obj, indent=indent, allow_nan=False, default=str)
+    except ValueError as e:
+        raise ValueError(f"{path}: cannot write a non-finite number as JSON ({e})") from None
+    write_text(path, text)
+
+
+def read_json(path: str | Path, what: str = "file"):
+    """Parsed JSON; a clear error naming the file when it is missing or corrupt."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: corrupt {what} ({e})") from None
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, job: str) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` for this job; a second job on it fails at once with a
+    clear error. The lock dies with the process (flock), so a killed job leaves none behind."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            raise ValueError(f"{folder} is in use by another job ({other or 'unknown'}); wait for it to end "
+                             f"or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{job}, pid {os.getpid()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

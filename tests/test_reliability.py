@@ -1,0 +1,140 @@
+"""Nothing lost, nothing silent: outputs are not overwritten, concurrent jobs are refused, bad
+data and arguments fail early with a clear line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from gato.cli import main
+from gato.commands.data import collect
+from gato.commands.train import export, train
+from gato.data.storage import DatasetWriter, TaskDataset
+from gato.io import folder_lock, write_json
+
+SMALL = dict(steps=2, batch_size=2, context=64, warmup=1, progress=False, checkpoint_every=2)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def pendulum(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    collect(("control/pendulum",), episodes=2, test_episodes=1, out=data, progress=False)
+    return data
+
+
+def test_export_never_replaces_what_is_not_its_own(tmp_path, pendulum):
+    train(out=tmp_path / "run", data=str(pendulum), **SMALL)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not an exported checkpoint"):
+        export(tmp_path / "run", out=mine)
+    with pytest.raises(ValueError, match="not an exported checkpoint"):
+        export(tmp_path / "run", out=tmp_path / "run")  # the run folder itself
+    assert (mine / "notes.txt").read_text() == "keep me" and len(list((tmp_path / "run").glob("step_*"))) == 1
+    export(tmp_path / "run", out=tmp_path / "shared")
+    with pytest.raises(ValueError, match="--force"):
+        export(tmp_path / "run", out=tmp_path / "shared")
+    export(tmp_path / "run", out=tmp_path / "shared", force=True)
+
+
+def test_train_refuses_a_foreign_folder_and_a_second_job(tmp_path, pendulum):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"mine": 1}')
+    (foreign / "report.md").write_text("x")
+    with pytest.raises(ValueError, match="not a gato run"):
+        train(out=foreign, data=str(pendulum), **SMALL)
+    assert json.loads((foreign / "config.json").read_text()) == {"mine": 1}
+    with folder_lock(tmp_path / "busy", "another gato train"):
+        with pytest.raises(ValueError, match="in use by another job .another gato train"):
+            train(out=tmp_path / "busy", data=str(pendulum), **SMALL)
+    train(out=tmp_path / "busy", data=str(pendulum), **SMALL)  # free once the other job ends
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    code = f"from gato.io import folder_lock\nimport time\nwith folder_lock({str(tmp_path)!r}, 'victim'):\n" \
+           "    print('locked', flush=True)\n    time.sleep(60)\n"
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    with pytest.raises(ValueError, match="victim"):
+        with folder_lock(tmp_path, "me"):
+            pass
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    with folder_lock(tmp_path, "me"):  # the kernel dropped the dead process's lock
+        pass
+
+
+def test_resume_keeps_history_and_refuses_changed_data(tmp_path, pendulum):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(pendulum, data)
+    train(out=tmp_path / "run", data=str(data), **(SMALL | {"log_every": 1}))
+    train(out=tmp_path / "run", data=str(data), resume=True, **(SMALL | {"steps": 4, "log_every": 1}))
+    steps = [r["step"] for r in json.loads((tmp_path / "run" / "history.json").read_text())]
+    assert steps == [1, 2, 3, 4]  # the first run's records are kept
+    collect(("control/pendulum",), episodes=3, test_episodes=1, out=data, progress=False)  # one more episode
+    with pytest.raises(ValueError, match="training data changed"):
+        train(out=tmp_path / "run", data=str(data), resume=True, **(SMALL | {"steps": 6}))
+    train(out=tmp_path / "run", data=str(data), resume=True, allow_data_change=True, **(SMALL | {"steps": 6}))
+
+
+def test_a_non_finite_value_in_a_dataset_is_named_before_training(tmp_path, pendulum):
+    ds = TaskDataset(pendulum, "control/pendulum")
+    ep = ds.episodes("train")[0]
+    ep.observations[7] = np.array([np.nan, 0.0, 0.0], np.float32)
+    w = DatasetWriter(tmp_path, ds.spec, {}, split="train")
+    w.add(ep, seed=0)
+    w.close()
+    with pytest.raises(ValueError, match="control/pendulum .*episode 0 has a non-finite observation at step 7"):
+        train(out=tmp_path / "run", data=str(tmp_path), **SMALL)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--steps", "0"], "steps must be >= 1"),
+    (["train", "--checkpoint-every", "0"], "checkpoint_every must be >= 1"),
+    (["train", "--start-prob", "2"], "start_prob must be in"),
+    (["collect", "control/cartpole", "--episodes", "-1"], "episodes must be >= 0"),
+    (["tasks", "--domain", "typo"], "unknown domain 'typo'"),
+])
+def test_bad_arguments_are_one_clear_line(capsys, tmp_path, argv, message):
+    code, err = run_cli(capsys, *argv, *(["--out", str(tmp_path / "o")] if argv[0] in ("train", "collect") else []))
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_eval_rejects_zero_episodes_before_loading(capsys, tmp_path):
+    code, err = run_cli(capsys, "eval", str(tmp_path / "nothing"), "--episodes", "0")
+    assert code == 2 and "episodes and envs must be >= 1" in err
+
+
+def test_an_os_error_is_one_line_and_version_prints(capsys, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    code, err = run_cli(capsys, "collect", "control/cartpole", "--episodes", "1", "--out", str(target / "sub"))
+    assert code == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    main(["--version"])
+    assert capsys.readouterr().out.startswith("gato ")
+
+
+def test_json_is_written_strictly(tmp_path):
+    with pytest.raises(ValueError, match="non-finite"):
+        write_json(tmp_path / "r.json", {"score": float("nan")})
+    assert not (tmp_path / "r.json").exists()
