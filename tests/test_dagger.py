@@ -73,6 +73,8 @@ def test_exported_checkpoint_carries_prompts_that_eval_uses(tmp_path):
     collect(("control/cartpole",), episodes=2, test_episodes=1, out=data, progress=False)
     train(out=tmp_path / "run", data=str(data), **SMALL)
     shipped = export(tmp_path / "run", out=tmp_path / "shipped")
+    card = (shipped / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: gato") and "`control/cartpole`" in card
     tail = TaskDataset(shipped / "prompts", "control/cartpole").episodes("train")
     assert len(tail) == 1 and 0 < len(tail[0]) < 500  # just the final steps, not the whole episode
     r = evaluate(shipped, tasks=("control/cartpole",), episodes=1, envs=1, out=tmp_path / "e", videos=0)

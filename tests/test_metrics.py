@@ -41,3 +41,12 @@ def test_summary_and_threshold_curve():
     assert counts.tolist() == [4, 2, 1]
     t, counts = threshold_curve([0.2, 0.9])
     assert len(t) == 101 and counts[0] == 2 and counts[50] == 1 and counts[100] == 0
+
+
+def test_atari_scores_are_also_human_normalised():
+    from gato.evaluation.metrics import ATARI_HUMAN, human_normalized
+
+    random, human = ATARI_HUMAN["atari/pong"]
+    assert human_normalized("atari/pong", random) == 0.0 and human_normalized("atari/pong", human) == 1.0
+    assert human_normalized("control/cartpole", 500.0) is None
+    assert len(ATARI_HUMAN) == 8  # every Atari task we have

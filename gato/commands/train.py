@@ -26,7 +26,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           workers: int | None = None, precision: Literal["auto", "bf16", "fp32"] | None = None,
           init: str | None = None, start_prob: float | None = None, task_balance: float | None = None,
           target_sigma: float | None = None, min_return: float | None = None, prompt_prob: float | None = None,
-          weight_decay: float | None = None, eval_every: int = 0, eval_tasks: tuple[str, ...] = (),
+          weight_decay: float | None = None, keep_checkpoints: int | None = None, eval_every: int = 0, eval_tasks: tuple[str, ...] = (),
           eval_episodes: int = 4, resume: bool = False, allow_data_change: bool = False, device: str = "auto",
           max_minutes: float | None = None, timeout_s: float = 600.0, progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
@@ -67,6 +67,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         min_return: keep demonstrations with at least this fraction of the expert's return.
         prompt_prob: share of control windows prepended with a demonstration prompt.
         weight_decay: AdamW weight decay of the matrices.
+        keep_checkpoints: newest checkpoints kept in OUT (older ones are deleted as training goes).
         eval_every: every this many steps (at a checkpoint), evaluate EVAL_TASKS and add a point to
             OUT/curve.json (normalised score against tokens); 0: never.
         eval_tasks: the learning curve's fixed task subset (default: the training tasks, up to 8).
@@ -95,7 +96,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
                                        compile=compile, workers=workers, precision=precision, init=init,
                                        start_prob=start_prob, task_balance=task_balance,
                                        target_sigma=target_sigma, min_return=min_return,
-                                       prompt_prob=prompt_prob, weight_decay=weight_decay).items()
+                                       prompt_prob=prompt_prob, weight_decay=weight_decay,
+                                       keep_checkpoints=keep_checkpoints).items()
                  if v is not None}
     cfg = _resumed_config(Path(out), overrides) if resume else None
     cfg = cfg or dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
@@ -145,7 +147,8 @@ def _learning_curve(cfg, every: int, tasks: tuple[str, ...], episodes: int):
     return on_save
 
 
-def export(checkpoint: Positional[Path], out: Path, data: Path | None = None, force: bool = False) -> Path:
+def export(checkpoint: Positional[Path], out: Path, data: Path | None = None, force: bool = False,
+           results: Path | None = None) -> Path:
     """Write a checkpoint for sharing: its weights, config and tokenizer, without the optimizer and
     data state that only resuming needs (a third of the size), and demonstration prompts for its
     tasks (a few KB), so `gato eval` and `gato play` prompt it as the paper does with no dataset.
@@ -156,6 +159,7 @@ def export(checkpoint: Positional[Path], out: Path, data: Path | None = None, fo
         out: the folder to write (replaced atomically if it exists).
         data: dataset root to take the prompts from (default: the one it was trained on, if present).
         force: replace OUT when it is an earlier export (anything else there is never replaced).
+        results: a results.json of `gato eval` whose scores go into the model card (README.md).
     """
     import tempfile
 
@@ -184,6 +188,11 @@ def export(checkpoint: Positional[Path], out: Path, data: Path | None = None, fo
             prompted = write_prompts(data, Path(tmp), model_cfg, text, list(meta.get("train", {}).get("tasks") or []))
             files |= {f"{PROMPTS_DIR}/{f.relative_to(tmp)}": f.read_bytes()
                       for f in sorted(Path(tmp).rglob("*")) if f.is_file()}
+    from gato.io import read_json
+    from gato.model_card import model_card
+
+    scores = read_json(results, "results file") if results is not None else None
+    files["README.md"] = model_card(meta, prompted, scores).encode()
     path = ckpt.save_checkpoint(Path(out), weights=ckpt.load_weights(src), meta=meta, files=files)
     where = f"prompts for {len(prompted)} tasks from {data}" if prompted else "no prompts (no training data found)"
     print(f"exported {src} (step {meta.get('step')}) -> {path} with {where}")

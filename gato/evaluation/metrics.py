@@ -16,6 +16,25 @@ def normalized(score: float, random: float | None, expert: float | None) -> floa
     return float((score - random) / (expert - random))
 
 
+# Published Atari reference scores, the set the field normalises with today (Agent57, Badia et
+# al. 2020; DQN Zoo; rliable's Atari tables): game -> (random, human). Older papers used the
+# human scores of Mnih et al. 2015, lower on some games (e.g. Boxing 4.3, Enduro 309.6). Human-normalised = (score - random) /
+# (human - random), reported beside the expert-normalised score for Atari tasks.
+ATARI_HUMAN = {
+    "atari/atlantis": (12850.0, 29028.1), "atari/bowling": (23.1, 160.7), "atari/boxing": (0.1, 12.1),
+    "atari/breakout": (1.7, 30.5), "atari/demonattack": (152.1, 1971.0), "atari/enduro": (0.0, 860.5),
+    "atari/freeway": (0.0, 29.6), "atari/pong": (-20.7, 14.6),
+}
+
+
+def human_normalized(task: str, score: float) -> float | None:
+    """Human-normalised score of an Atari task (None for other tasks)."""
+    if task not in ATARI_HUMAN:
+        return None
+    random, human = ATARI_HUMAN[task]
+    return (score - random) / (human - random)
+
+
 def iqm(values) -> float:
     """Interquartile mean: the mean of the middle 50% (25% trimmed from each end, as rliable)."""
     x = np.sort(np.asarray(values, np.float64))
