@@ -71,10 +71,11 @@ IMAGE_HIGH = np.broadcast_to(np.array([max(OBJECT_TO_IDX.values()), max(COLOR_TO
                                        max(STATE_TO_IDX.values())], np.uint8), (7, 7, 3))
 
 
-class BabyAIObservation(gym.ObservationWrapper):
+class BabyAIObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Redeclares the observation space tokenizably; adds info["success"]; silences resets."""
 
     def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
         self.observation_space = spaces.Dict({
             "direction": spaces.Discrete(4),

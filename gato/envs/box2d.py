@@ -36,11 +36,20 @@ class WalkerExpert:
         return self.h.step_heuristic(obs).astype(np.float32)
 
 
+class ClipObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Observations clipped to the declared space (BipedalWalker's speeds can leave their [-5, 5])."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+
+    def observation(self, o):
+        space = self.observation_space
+        return np.clip(o, space.low, space.high).astype(space.dtype)
+
+
 def _make(env_id: str, render_mode=None, sticky=False, **kwargs):
-    env = gym.make(env_id, render_mode=render_mode, **kwargs)
-    space = env.observation_space  # BipedalWalker's speeds can leave their declared [-5, 5]: clip
-    return gym.wrappers.TransformObservation(env, lambda o: np.clip(o, space.low, space.high).astype(space.dtype),
-                                             space)
+    return ClipObservation(gym.make(env_id, render_mode=render_mode, **kwargs))
 
 
 register(Task("box2d/lunarlander", partial(_make, "LunarLander-v3"), LanderExpert, "heuristic", 1000,

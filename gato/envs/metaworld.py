@@ -29,7 +29,7 @@ from gato.envs.registry import Task, register
 MAX_STEPS = 500  # SawyerXYZEnv.max_path_length
 
 
-class MetaWorldEnv(gym.ObservationWrapper):
+class MetaWorldEnv(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """One Meta-World v3 task with the goal observed and a new seeded goal at every reset."""
 
     def __init__(self, env_name: str, render_mode: str | None = None):
@@ -40,6 +40,7 @@ class MetaWorldEnv(gym.ObservationWrapper):
         env._set_task_called = True
         env._freeze_rand_vec = False
         env.seeded_rand_vec = True  # draw goals from env.np_random, not the global numpy generator
+        gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
         box = env.sawyer_observation_space
         self.observation_space = gym.spaces.Box(box.low.astype(np.float32), box.high.astype(np.float32),

@@ -33,10 +33,11 @@ from gato.experts import ARSExpert
 from gato.experts.ars import ENV_KWARGS
 
 
-class Float32Observation(gym.ObservationWrapper):
+class Float32Observation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """The same observation in float32, with a float32 Box of the same shape and bounds."""
 
     def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
         space = env.observation_space
         self.observation_space = gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32),
