@@ -99,7 +99,7 @@ def collect_round(model, text, task: Task, root: Path, round_: int, episodes: in
     if TaskSpec(task.name, envs[0].observation_space, envs[0].action_space) != spec:
         raise ValueError(f"{task.name}: the environment's spaces differ from the dataset's under {root}")
     experts = [task.make_expert(env) for env in envs]
-    writer = DatasetWriter(root, spec, {"dagger": True}, split="dagger", shard_episodes=shard_episodes)
+    writer = DatasetWriter(root, spec, {}, split="dagger", shard_episodes=shard_episodes, executed=True)
     todo = [s for s in round_seeds(round_, episodes) if s not in writer.seeds_on_disk("dagger")]
     returns, failed = [], 0
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Literal
 
 from gato.suites import DEMO
 
@@ -43,7 +44,8 @@ def available(tasks: tuple[str, ...]) -> list[str]:
 
 def demo(out: Path = Path("runs/demo"), tasks: tuple[str, ...] = SUITE, episodes: int = 20, steps: int = 600,
          train_minutes: float = 15.0, batch_size: int = 16, context: int = 512, eval_episodes: int = 10,
-         vl_limit: int = 0, vl_examples: int = 100, workers: int = 2, videos: int = 2) -> dict:
+         vl_limit: int = 0, vl_examples: int = 100, workers: int = 2, videos: int = 2,
+         noise: float | Literal["auto"] = "auto") -> dict:
     """Collect a suite, train gato-tiny on it with vision and language, evaluate it and write the
     report; run again after an interruption and finished stages are reused.
 
@@ -60,6 +62,7 @@ def demo(out: Path = Path("runs/demo"), tasks: tuple[str, ...] = SUITE, episodes
         vl_examples: held-out examples scored per vision-language set.
         workers: collection processes.
         videos: replay GIFs in the report.
+        noise: noise-injected demonstrations (`gato collect --noise`; auto: per-domain levels).
     """
     from gato.commands.data import collect
     from gato.commands.evaluate import evaluate
@@ -71,13 +74,14 @@ def demo(out: Path = Path("runs/demo"), tasks: tuple[str, ...] = SUITE, episodes
     t0 = time.perf_counter()
     suite = available(tuple(tasks))
     print(f"== 1/3 collect: {len(suite)} control tasks, caption/VQA sets and text -> {data}")
-    collect(tuple(suite) + VL_SETS, episodes=episodes, workers=workers, out=data, vl_limit=vl_limit)
+    collect(tuple(suite) + VL_SETS, episodes=episodes, workers=workers, out=data, vl_limit=vl_limit, noise=noise)
 
     latest = ckpt.latest_checkpoint(model) if model.exists() else None
     step = ckpt.load_meta(latest)["step"] if latest else 0
     print(f"\n== 2/3 train gato-tiny -> {model}" + (f" (resuming at step {step})" if step else ""))
     if step < steps:
-        train(out=model, recipe="tiny", steps=steps, batch_size=batch_size, context=context, data=str(data),
+        # the shipped recipe's levers (docs/quality.md), on the demo's shorter schedule
+        train(out=model, recipe="gato-tiny", steps=steps, batch_size=batch_size, context=context, data=str(data),
               warmup=min(200, steps // 10), checkpoint_every=max(50, steps // 20), resume=latest is not None,
               max_minutes=train_minutes)
         latest = ckpt.latest_checkpoint(model)
@@ -96,7 +100,26 @@ def demo(out: Path = Path("runs/demo"), tasks: tuple[str, ...] = SUITE, episodes
     print(f"\ndone in {(time.perf_counter() - t0) / 60:.1f} minutes. Report: {report / 'report.md'} "
           f"(and report.html). Summary:")
     summary(results)
+    beside_shipped(results)
     return results
+
+
+SHIPPED_RESULTS = Path(__file__).resolve().parent.parent / "checkpoints" / "gato-tiny" / "report" / "results.json"
+
+
+def beside_shipped(results: dict, shipped: Path = SHIPPED_RESULTS) -> None:
+    """Per-domain scores of the demo's model next to the shipped checkpoint's (trained for hours)."""
+    if not shipped.exists():
+        return
+    ref = json.loads(shipped.read_text())
+    print(f"\n  {'domain':<10} {'this demo':>10} {'shipped gato-tiny':>18}   (mean % of expert; tasks >= 50%)")
+    for d in sorted(set(results["domains"]) | set(ref["domains"])):
+        a, b = results["domains"].get(d), ref["domains"].get(d)
+        fmt = lambda s: "-" if s is None else f"{100 * s['mean']:.0f}% ({s['above_50']})"  # noqa: E731
+        print(f"  {d:<10} {fmt(a):>10} {fmt(b):>18}")
+    o, r = results["overall"], ref["overall"]
+    print(f"  {'overall':<10} {o['tasks_above_50']:>4} of {o['tasks_normalized']:<3} "
+          f"{r['tasks_above_50']:>10} of {r['tasks_normalized']}")
 
 
 def summary(results: dict) -> None:

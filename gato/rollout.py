@@ -5,6 +5,7 @@ Collection, reference scores, evaluation, play (video) and DAgger all run episod
 actions): the Gato agent does one model forward per action token for all of them; per-environment
 policies (experts, random) are wrapped in `PolicyActor`. An action may be a `LabelledAction`:
 its `execute` part is stepped, its `label` recorded (noise-injected demonstrations, DAgger).
+A recorded episode keeps both: `actions` are the labels, `executed` what the environment ran.
 Episodes that end are replaced by the next seed's without disturbing the others; each result
 says whether the task ended it or a time limit did (`truncated`).
 """
@@ -82,6 +83,8 @@ class _Running:
     seed: int | None
     observations: list = field(default_factory=list)
     labels: list = field(default_factory=list)
+    executed: list = field(default_factory=list)
+    relabelled: bool = False  # some executed action differs from its label
     rewards: list = field(default_factory=list)
     success: bool | None = None
 
@@ -123,6 +126,8 @@ def run(task: Task, envs: list[gym.Env], actor, seeds: Iterable[int | None], *, 
             execute, label = (action.execute, action.label) if isinstance(action, LabelledAction) else (action,) * 2
             ep.observations.append(obs[r])
             ep.labels.append(label)
+            ep.executed.append(execute)
+            ep.relabelled = ep.relabelled or isinstance(action, LabelledAction)
             try:
                 obs[r], reward, terminated, trunc, info = envs[r].step(execute)
             except Exception:
@@ -148,7 +153,8 @@ def _finish(task: Task, env: gym.Env, ep: _Running, truncated: bool, record: boo
     check_observations(task, env.observation_space, ep.observations)
     success = False if task.success and ep.success is None else ep.success
     rew = np.asarray(ep.rewards, np.float32)
-    episode = Episode(ep.observations, ep.labels, rew) if record else None
+    executed = ep.executed if ep.relabelled else None  # the history as it happened; labels are targets
+    episode = Episode(ep.observations, ep.labels, rew, executed) if record else None
     return EpisodeResult(episode, float(rew.sum()), len(ep.rewards), success, truncated, ep.seed)
 
 

@@ -265,7 +265,7 @@ def test_export_keeps_what_acting_needs(straight_run, tmp_path):
 
     _, run = straight_run
     out = export(run, tmp_path / "shared")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", TOKENIZER_FILE]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", TOKENIZER_FILE]
     model, meta = load_model(out)
     assert meta["step"] == RESUME.steps
     assert_same_state(model.state_dict(), ckpt.load_weights(ckpt.latest_checkpoint(run)), "weights")

@@ -9,7 +9,7 @@ from typing import Literal
 from tyro.conf import Positional
 
 from gato.data.collect import collect_tasks
-from gato.envs.registry import DOMAINS, SKIPPED, all_tasks
+from gato.envs.registry import DOMAINS, SKIPPED, all_tasks, resolve
 from gato.envs.scores import DEFAULT_FILE, load_scores, measure, write_scores
 from gato.io import folder_lock
 
@@ -110,8 +110,11 @@ def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None,
         raise ValueError("name at least one task, domain or data set to collect (see `gato tasks`)")
     if episodes < 0 or test_episodes < -1:
         raise ValueError(f"episodes must be >= 0 and test_episodes >= -1, got {episodes} and {test_episodes}")
+    if noise != "auto" and not (isinstance(noise, (int, float)) and 0.0 <= noise <= 1.0):
+        raise ValueError(f"noise must be a number in [0, 1] or 'auto', got {noise!r}")
     sets = [t for t in targets if is_set_target(t)]
     control = [t for t in targets if not is_set_target(t)]
+    resolve(control)  # an unknown task is an error before anything is written
     with folder_lock(out, "gato collect"):
         result = {"sets": collect_sets(sets, out, vl_limit, seed)} if sets else {}
         if control:

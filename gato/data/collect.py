@@ -87,7 +87,7 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
             if old != level:
                 raise ValueError(f"{card_file} holds {task.name} collected with noise {old}, not {level}: "
                                  "collect this noise level into another --out")
-            w = DatasetWriter(out, spec, card, split=split, shard_episodes=shard_episodes)
+            w = DatasetWriter(out, spec, card, split=split, shard_episodes=shard_episodes, executed=level > 0)
             done = w.seeds_on_disk(split)
             writers[task.name, split] = w
             jobs += [(task.name, split, s, level) for s in seeds if s not in done]

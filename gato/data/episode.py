@@ -25,8 +25,12 @@ class TaskSpec:
 @dataclass
 class Episode:
     observations: list[Any]
-    actions: list[Any]
+    actions: list[Any]  # the labels: what the expert did or would have done in each state
     rewards: np.ndarray = field(default=None)  # (T,) float32
+    # The actions the environment really ran, where they differ from the labels (a learner's
+    # action under DAgger); None: the labels were executed. Training feeds these as the history
+    # and predicts the labels.
+    executed: list[Any] | None = None
 
     def __post_init__(self):
         if self.rewards is None:
@@ -37,6 +41,8 @@ class Episode:
                              f"{len(self.rewards)} rewards; they must be equal (final observation not stored)")
         if n == 0:
             raise ValueError("episode has no steps")
+        if self.executed is not None and len(self.executed) != n:
+            raise ValueError(f"episode has {n} actions but {len(self.executed)} executed actions")
 
     def __len__(self) -> int:
         return len(self.actions)

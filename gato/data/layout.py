@@ -29,6 +29,9 @@ class Sequence:
     loss_mask: np.ndarray  # (T,) bool
     patches: np.ndarray  # (P, 16, 16, 3) float32
     patch_pos: np.ndarray  # (P, 4) int16
+    # (T,) int64 training targets where they differ from the input ids (an action executed in the
+    # environment vs the expert's label for that state: DAgger, noisy demonstrations); None: ids.
+    targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -58,11 +61,14 @@ class Sequence:
             i[img] += offset
             offset += int(img.sum())
             ids.append(i)
+        targets = None
+        if any(p.targets is not None for p in parts):
+            targets = np.concatenate([p.targets if p.targets is not None else i for p, i in zip(parts, ids)])
         return Sequence(np.concatenate(ids), np.concatenate([p.kinds for p in parts]),
                         np.concatenate([p.local_pos for p in parts]),
                         np.concatenate([p.loss_mask for p in parts]),
                         np.concatenate([p.patches for p in parts]),
-                        np.concatenate([p.patch_pos for p in parts]))
+                        np.concatenate([p.patch_pos for p in parts]), targets)
 
     def slice(self, start: int, stop: int) -> "Sequence":
         """Positions [start, stop), keeping only the patches they use."""
@@ -72,11 +78,12 @@ class Sequence:
         slots = ids[img]
         ids[img] = np.arange(len(slots))
         return Sequence(ids, kinds, self.local_pos[start:stop], self.loss_mask[start:stop],
-                        self.patches[slots], self.patch_pos[slots])
+                        self.patches[slots], self.patch_pos[slots],
+                        None if self.targets is None else self.targets[start:stop])
 
     def without_loss(self) -> "Sequence":
         return Sequence(self.ids, self.kinds, self.local_pos, np.zeros_like(self.loss_mask),
-                        self.patches, self.patch_pos)
+                        self.patches, self.patch_pos, self.targets)
 
 
 class EpisodeLayout:
@@ -88,7 +95,10 @@ class EpisodeLayout:
         self.num_action_tokens = len(spaces.token_ranges(spec.action_space, tm)) \
             if not _has_text(spec.action_space) else None
 
-    def timestep(self, obs, act, where: str = "") -> Sequence:
+    def timestep(self, obs, act, where: str = "", executed=None) -> Sequence:
+        """[observation, '|', action]. With `executed` (the action the environment really ran,
+        when the label `act` differs: DAgger, noisy demonstrations) the action positions hold the
+        executed action's tokens, so the history is what happened, and `targets` the label's."""
         o = spaces.encode(self.spec.observation_space, obs, self.tm, text=self.text,
                           name=f"{self.spec.name}: observation{where}")
         if len(o) > self.max_local:
@@ -96,10 +106,18 @@ class EpisodeLayout:
                              f"local position table holds {self.max_local}")
         a = spaces.encode(self.spec.action_space, act, self.tm, role=spaces.ACTION, text=self.text,
                           name=f"{self.spec.name}: action{where}")
+        action = Sequence.from_tokens(a, kinds=as_action_kinds(a.kinds))
+        if executed is not None:
+            e = spaces.encode(self.spec.action_space, executed, self.tm, role=spaces.ACTION, text=self.text,
+                              name=f"{self.spec.name}: executed action{where}")
+            if len(e) != len(a):
+                raise ValueError(f"{self.spec.name}: executed action{where} has {len(e)} tokens, its label {len(a)}")
+            action = Sequence.from_tokens(e, kinds=as_action_kinds(a.kinds))
+            action.targets = a.ids.copy()
         return Sequence.concat([
             Sequence.from_tokens(o, local=True, loss=False),
             Sequence.special(self.tm.separator, Kind.SEPARATOR),
-            Sequence.from_tokens(a, kinds=as_action_kinds(a.kinds)),
+            action,
         ])
 
     def step_lengths(self, episode: Episode) -> np.ndarray:
@@ -116,8 +134,9 @@ class EpisodeLayout:
 
     def steps(self, episode: Episode, first: int, last: int, with_bos: bool) -> Sequence:
         parts = [Sequence.special(self.tm.bos, Kind.BOS)] if with_bos else []
-        parts += [self.timestep(episode.observations[t], episode.actions[t], f" at step {t}")
-                  for t in range(first, last)]
+        ex = episode.executed
+        parts += [self.timestep(episode.observations[t], episode.actions[t], f" at step {t}",
+                                None if ex is None else ex[t]) for t in range(first, last)]
         return Sequence.concat(parts)
 
     def window(self, episode: Episode, lengths: np.ndarray, start: int, size: int) -> Sequence:

@@ -144,6 +144,8 @@ class Batch:
     loss_mask: torch.Tensor  # (B, T) bool
     patches: torch.Tensor  # (N, 16, 16, 3) float32
     patch_pos: torch.Tensor  # (N, 4) int16
+    targets: torch.Tensor  # (B, T) long: what each position's token should be (ids, or the label
+    # where an executed action differs from the expert's: DAgger)
 
     def to(self, device) -> "Batch":
         return Batch(*(t.to(device, non_blocking=True) for t in self._fields()))
@@ -153,7 +155,7 @@ class Batch:
         return Batch(*(t.pin_memory() for t in self._fields()))
 
     def _fields(self) -> tuple:
-        return self.ids, self.kinds, self.local_pos, self.loss_mask, self.patches, self.patch_pos
+        return self.ids, self.kinds, self.local_pos, self.loss_mask, self.patches, self.patch_pos, self.targets
 
     def inputs(self) -> tuple:
         return self.ids, self.kinds, self.local_pos, self.patches, self.patch_pos
@@ -170,16 +172,25 @@ def collate(seqs: list[Sequence], length: int, tm: TokenMap) -> Batch:
     kinds = np.full((B, length), Kind.PAD, np.uint8)
     local = np.full((B, length), -1, np.int64)
     mask = np.zeros((B, length), bool)
+    targets = None
     for b, s in enumerate(seqs):
         n = len(s)
         if n > length:
             raise ValueError(f"sequence of {n} positions does not fit the context of {length}")
         ids[b, :n] = np.where(s.kinds == Kind.IMAGE, tm.pad, s.ids)
         kinds[b, :n], local[b, :n], mask[b, :n] = s.kinds, s.local_pos, s.loss_mask
+        if s.targets is not None:
+            targets = ids.copy() if targets is None else targets
+            targets[b, :n] = np.where(s.kinds == Kind.IMAGE, tm.pad, s.targets)
+    if targets is None:
+        targets = ids
+    else:
+        rest = [b for b, s in enumerate(seqs) if s.targets is None]
+        targets[rest] = ids[rest]
     return Batch(torch.from_numpy(ids), torch.from_numpy(kinds), torch.from_numpy(local),
                  torch.from_numpy(mask),
                  torch.from_numpy(np.concatenate([s.patches for s in seqs])),
-                 torch.from_numpy(np.concatenate([s.patch_pos for s in seqs])))
+                 torch.from_numpy(np.concatenate([s.patch_pos for s in seqs])), torch.from_numpy(targets))
 
 
 class Mixture:

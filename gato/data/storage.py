@@ -45,6 +45,8 @@ TEXT, IMAGE, DISCRETE, CONTINUOUS = "text", "image", "discrete", "continuous"
 OBS_COLUMNS = {TEXT: "text_observations", IMAGE: "image_observations",
                DISCRETE: "discrete_observations", CONTINUOUS: "continuous_observations"}
 ACT_COLUMNS = {DISCRETE: "discrete_actions", CONTINUOUS: "continuous_actions"}
+# The actions the environment ran where they differ from the labels (DAgger: the learner's).
+EXECUTED_COLUMNS = {k: f"executed_{v}" for k, v in ACT_COLUMNS.items()}
 IMAGE_COL = OBS_COLUMNS[IMAGE]
 # Dictionary-encoded columns: their values repeat. Floats and frames rarely do: a dictionary there
 # costs half the write time of a shard and makes the file larger.
@@ -148,11 +150,12 @@ def _layout(space: gym.Space, observation: bool) -> dict[str, list[tuple[tuple, 
     return out
 
 
-def columns(spec: TaskSpec) -> list[str]:
-    """The columns of a task's shards: observation, action, rewards, seed."""
+def columns(spec: TaskSpec, executed: bool = False) -> list[str]:
+    """The columns of a task's shards: observation, action, [executed action,] rewards, seed."""
     obs, act = _layout(spec.observation_space, True), _layout(spec.action_space, False)
+    ex = [EXECUTED_COLUMNS[k] for k in ACT_COLUMNS if k in act] if executed else []
     return ([OBS_COLUMNS[k] for k in OBS_COLUMNS if k in obs] + [ACT_COLUMNS[k] for k in ACT_COLUMNS if k in act]
-            + ["rewards", "seed"])
+            + ex + ["rewards", "seed"])
 
 
 def _pick(values: list, path: tuple) -> list:
@@ -162,8 +165,9 @@ def _pick(values: list, path: tuple) -> list:
     return values
 
 
-def _encode(space: gym.Space, values: list, observation: bool) -> dict[str, Any]:
-    row, names, n = {}, OBS_COLUMNS if observation else ACT_COLUMNS, len(values)
+def _encode(space: gym.Space, values: list, observation: bool, names: dict | None = None) -> dict[str, Any]:
+    row, n = {}, len(values)
+    names = names or (OBS_COLUMNS if observation else ACT_COLUMNS)
     for kind, leaves in _layout(space, observation).items():
         if kind == TEXT:
             row[names[kind]] = [str(v) for v in _pick(values, leaves[0][0])]
@@ -183,6 +187,8 @@ def episode_to_row(spec: TaskSpec, ep: Episode) -> dict[str, Any]:
     """One episode as one row: column name -> per-step values (numpy arrays; text as a list)."""
     row = _encode(spec.observation_space, ep.observations, True)
     row.update(_encode(spec.action_space, ep.actions, False))
+    if ep.executed is not None:
+        row.update(_encode(spec.action_space, ep.executed, False, EXECUTED_COLUMNS))
     row["rewards"] = np.asarray(ep.rewards, np.float32)
     return row
 
@@ -197,8 +203,8 @@ def _assemble(space: gym.Space, path: tuple, leaf_values: dict[tuple, list], n: 
     return leaf_values[path]
 
 
-def _decode(space: gym.Space, row: dict[str, Any], observation: bool, n: int) -> list:
-    leaf_values, names = {}, OBS_COLUMNS if observation else ACT_COLUMNS
+def _decode(space: gym.Space, row: dict[str, Any], observation: bool, n: int, names: dict | None = None) -> list:
+    leaf_values, names = {}, names or (OBS_COLUMNS if observation else ACT_COLUMNS)
     for kind, leaves in _layout(space, observation).items():
         name = names[kind]
         if row.get(name) is None:
@@ -224,7 +230,10 @@ def row_to_episode(spec: TaskSpec, row: dict[str, Any]) -> Episode:
     """Inverse of `episode_to_row` (also takes nested lists, as JAT's rows); checks step counts."""
     rewards = np.asarray(row["rewards"], np.float32).reshape(-1)
     n = len(rewards)
-    return Episode(_decode(spec.observation_space, row, True, n), _decode(spec.action_space, row, False, n), rewards)
+    executed = _decode(spec.action_space, row, False, n, EXECUTED_COLUMNS) \
+        if any(c in row for c in EXECUTED_COLUMNS.values()) else None
+    return Episode(_decode(spec.observation_space, row, True, n), _decode(spec.action_space, row, False, n), rewards,
+                   executed)
 
 
 # ---------------------------------------------------------------- Arrow columns
@@ -279,7 +288,8 @@ def _decode_column(name: str, col: pa.ChunkedArray) -> list:
         steps = steps.flatten()
     t, n = steps.type, int(lengths.sum())
     expect = ("string" if name == OBS_COLUMNS[TEXT] else "image" if name == IMAGE_COL
-              else "integer" if name in ("discrete_observations", "discrete_actions") else "float")
+              else "integer" if name in ("discrete_observations", "discrete_actions", EXECUTED_COLUMNS[DISCRETE])
+              else "float")
     if expect == "string" and (pa.types.is_string(t) or pa.types.is_large_string(t)):
         values = steps.to_pylist()
     elif expect == "image" and (pa.types.is_binary(t) or pa.types.is_large_binary(t)) and not shape:
@@ -298,12 +308,14 @@ def _decode_column(name: str, col: pa.ChunkedArray) -> list:
     return [values[end - k:end] for k, end in zip(lengths, np.cumsum(lengths))]
 
 
-def _read_rows(path: Path, names: list[str]) -> list[dict[str, Any]]:
-    """Rows of one shard, only `names` (a missing column raises ValueError naming it)."""
+def _read_rows(path: Path, names: list[str], optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of one shard, only `names` (a missing column raises ValueError naming it) and those of
+    `optional` the shard has."""
     pf = pq.ParquetFile(path)
     missing = [c for c in names if c not in pf.schema_arrow.names]
     if missing:
         raise ValueError(f"missing column {missing[0]!r}")
+    names = names + [c for c in optional if c in pf.schema_arrow.names]
     table = pf.read(columns=names)
     cols = {c: table.column(c).to_pylist() if c == "seed" else _decode_column(c, table.column(c)) for c in names}
     return [{c: v[i] for c, v in cols.items()} for i in range(table.num_rows)]
@@ -369,12 +381,13 @@ class DatasetWriter:
     rewritten after a shard when `card_interval_s` have passed since its last write, and on close."""
 
     def __init__(self, root: str | Path, spec: TaskSpec, card: dict, split: str = "train", shard_episodes: int = 16,
-                 card_interval_s: float = 1.0):
+                 card_interval_s: float = 1.0, executed: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split {split!r} is not one of {SPLITS}")
         self.spec, self.split, self.shard_episodes = spec, split, shard_episodes
         self.card_interval_s, self._card_stale = card_interval_s, False
-        self.folder, self.columns = task_folder(root, spec.name), columns(spec)
+        self.folder, self.columns = task_folder(root, spec.name), columns(spec, executed)
+        self.executed = executed  # shards also hold the executed actions (labels where none differ)
         self.card_path, self._buffer = self.folder / "card.json", []
         old = _load_card(self.card_path) if self.card_path.exists() else {}
         obs, act = space_to_json(spec.observation_space), space_to_json(spec.action_space)
@@ -382,7 +395,7 @@ class DatasetWriter:
             raise ValueError(f"{self.card_path} describes another task or other spaces than {spec}")
         packages = {"gymnasium": gym.__version__, "numpy": np.__version__, "pyarrow": pa.__version__}
         self.card = {**old, **card, "format_version": FORMAT_VERSION, "task": spec.name,
-                     "observation_space": obs, "action_space": act, "columns": self.columns,
+                     "observation_space": obs, "action_space": act, "columns": columns(spec),
                      "packages": {**packages, **card.get("packages", {})}, "created": old.get("created", _now())}
         layout = _layout(spec.observation_space, True)
         if IMAGE in layout:
@@ -397,7 +410,12 @@ class DatasetWriter:
         self._write_card()
 
     def add(self, episode: Episode, seed: int | None = None) -> None:
+        if self.executed and episode.executed is None:
+            episode = Episode(episode.observations, episode.actions, episode.rewards, episode.actions)
         row = episode_to_row(self.spec, episode)
+        if not self.executed:
+            for c in EXECUTED_COLUMNS.values():
+                row.pop(c, None)
         row["seed"] = seed
         self._buffer.append(row)
         if len(self._buffer) >= self.shard_episodes:
@@ -489,7 +507,7 @@ class TaskDataset:
             if limit is not None and count >= limit:
                 return
             try:
-                rows = _read_rows(path, names)
+                rows = _read_rows(path, names, tuple(EXECUTED_COLUMNS.values()))
             except (OSError, pa.ArrowException, ValueError) as e:
                 self._error(f"{path}: {e}")
                 continue

@@ -286,7 +286,7 @@ class Trainer:
                 with distributed.grad_sync(self.engine, i == len(micro) - 1), \
                         precision.autocast(self.precision, self.device):
                     logits, _ = self.engine(*b.inputs(), logits_at=target_mask(b.loss_mask))
-                    loss, groups = masked_loss(logits, b.ids, b.kinds, b.loss_mask, total=per_rank,
+                    loss, groups = masked_loss(logits, b.targets, b.kinds, b.loss_mask, total=per_rank,
                                                sigma=self.cfg.target_sigma,
                                                continuous=self.model_cfg.token_map.continuous_range())
                 loss.backward()
