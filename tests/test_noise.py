@@ -22,6 +22,8 @@ def test_labels_are_the_clean_expert_action_while_the_state_follows_the_noisy_on
     # Every recorded label is what the expert wants in the state the noisy rollout visited.
     for obs, label in zip(noisy.observations, noisy.actions):
         np.testing.assert_array_equal(label, expert(obs))
+    # ... the executed (noisy) actions are kept as the history ...
+    assert not np.allclose(np.asarray(noisy.executed), np.asarray(noisy.actions))
     # ... and the noise was executed: the visited states leave the clean trajectory.
     assert not np.allclose(np.asarray(noisy.observations[1:20]), np.asarray(clean.observations[1:20]))
 

@@ -99,3 +99,32 @@ def test_precision_resolution_and_a_bf16_training_step():
     losses = [float(t.train_step(t.data.sample_batch(2, 64))[0]) for _ in range(3)]
     assert all(np.isfinite(losses))
     assert next(t.model.parameters()).dtype == torch.float32  # autocast lowers products, not weights
+
+
+def test_executed_actions_are_the_history_and_labels_the_targets(tmp_path):
+    """A DAgger or noisy step: the input holds what the environment ran, the loss the label;
+    both survive a round trip through storage."""
+    from gymnasium import spaces
+
+    from gato.data.layout import EpisodeLayout
+    from gato.data.sampling import collate
+    from gato.data.storage import DatasetWriter, TaskDataset
+
+    tm = get_preset("gato-tiny").token_map
+    spec = TaskSpec("t/c", spaces.Box(-1, 1, (2,), np.float32), spaces.Box(-1, 1, (1,), np.float32))
+    obs = [np.zeros(2, np.float32), np.ones(2, np.float32) * 0.5]
+    ep = Episode(obs, [np.array([0.9], np.float32)] * 2, executed=[np.array([-0.9], np.float32)] * 2)
+    seq = EpisodeLayout(spec, tm).steps(ep, 0, 2, with_bos=True)
+    act = seq.kinds == Kind.CONTINUOUS_ACTION
+    lo, _ = tm.continuous_range()
+    assert (seq.ids[act] < lo + 512).all() and (seq.targets[act] >= lo + 512).all()  # -0.9 in, +0.9 out
+    assert (seq.targets[~act] == seq.ids[~act]).all()
+    batch = collate([seq, EpisodeLayout(spec, tm).steps(Episode(obs, ep.actions), 0, 2, True)], 16, tm)
+    assert (batch.targets[0] != batch.ids[0]).sum() == 2 and (batch.targets[1] == batch.ids[1]).all()
+    w = DatasetWriter(tmp_path, spec, {}, split="dagger", executed=True)
+    w.add(ep, seed=1)
+    w.add(Episode(obs, ep.actions), seed=2)  # executed = labels
+    w.close()
+    back = TaskDataset(tmp_path, "t/c").episodes("dagger")
+    np.testing.assert_array_equal(back[0].executed[0], ep.executed[0])
+    np.testing.assert_array_equal(back[1].executed[1], ep.actions[1])
