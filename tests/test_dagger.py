@@ -111,3 +111,28 @@ def test_learning_curve_points_during_training_reach_the_report(tmp_path):
     assert len(r["learning_curve"]) == 2 and (tmp_path / "e" / "curve.png").exists()
     with pytest.raises(ValueError, match="multiple of checkpoint_every"):
         train(out=tmp_path / "run2", data=str(data), eval_every=3, **(SMALL | {"checkpoint_every": 2}))
+
+
+@pytest.mark.slow
+def test_a_dagger_round_beats_more_cloning_on_a_cheap_task(tmp_path):
+    """dm_control cartpole-balance never ends early, so the learner's drift yields 1000 labelled
+    states per episode. Cloned from 8 clean LQR demonstrations (near-constant actions), then given
+    the same extra training steps either on the same demonstrations or on them plus one DAgger
+    round, the DAgger model balances better."""
+    from gato.commands.evaluate import evaluate
+
+    data = tmp_path / "data"
+    collect(("dmc/cartpole-balance",), episodes=8, test_episodes=1, out=data, progress=False)
+    kw = dict(batch_size=8, context=256, warmup=20, progress=False, checkpoint_every=100)
+    train(out=tmp_path / "base", data=str(data), steps=200, **kw)
+    train(out=tmp_path / "bc", data=str(data), steps=200, init=str(tmp_path / "base"), **kw)
+    import shutil
+    shutil.copytree(data, tmp_path / "aggregate")
+    dagger(tmp_path / "base", data=tmp_path / "aggregate", rounds=1, episodes=4, steps=200, out=tmp_path / "dagger",
+           envs=4, progress=False)
+    score = {}
+    for name, ck in (("bc", tmp_path / "bc"), ("dagger", tmp_path / "dagger" / "round-1")):
+        r = evaluate(ck, tasks=("dmc/cartpole-balance",), episodes=4, envs=4, out=tmp_path / f"e-{name}", videos=0,
+                     data=data, vl=False)
+        score[name] = r["tasks"]["dmc/cartpole-balance"]["mean"]
+    assert score["dagger"] > score["bc"], score
