@@ -12,6 +12,7 @@ says whether the task ended it or a time limit did (`truncated`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -90,13 +91,19 @@ class _Running:
 
 
 def run(task: Task, envs: list[gym.Env], actor, seeds: Iterable[int | None], *, max_steps: int | None = None,
-        record: bool = True, on_step: Callable[[int, gym.Env], None] | None = None) -> list[EpisodeResult]:
+        record: bool = True, on_step: Callable[[int, gym.Env], None] | None = None,
+        timing: dict | None = None) -> list[EpisodeResult]:
     """One episode per seed, `len(envs)` at a time, in lock step; results in seed order.
 
     `max_steps` caps an episode (default: the task's cap). With `record`, each result holds the
     episode (observations and labels), whose observations are checked against the space when it
     ends (an observation outside it is an error naming the task and step). `on_step(row, env)`
-    runs after every environment step (e.g. to render a frame)."""
+    runs after every environment step (e.g. to render a frame). `timing`, if given, accumulates
+    seconds spent in the actor ("act"), in environment steps and resets ("env") and in `on_step`
+    ("on_step")."""
+    clock = {"act": 0.0, "env": 0.0, "on_step": 0.0} if timing is None else timing
+    for k in ("act", "env", "on_step"):
+        clock.setdefault(k, 0.0)
     cap = max_steps or task.max_steps
     queue = list(enumerate(seeds))
     n = min(len(envs), len(queue))
@@ -109,7 +116,9 @@ def run(task: Task, envs: list[gym.Env], actor, seeds: Iterable[int | None], *, 
             running[r] = None
             return False
         index, seed = queue.pop(0)
+        t0 = time.perf_counter()
         obs[r], _ = envs[r].reset(seed=seed)
+        clock["env"] += time.perf_counter() - t0
         running[r] = _Running(index, seed)
         return True
 
@@ -117,7 +126,9 @@ def run(task: Task, envs: list[gym.Env], actor, seeds: Iterable[int | None], *, 
         start(r)
     actor.reset(list(range(n)), [running[r].seed for r in range(n)])
     while any(x is not None for x in running):
+        t0 = time.perf_counter()
         actions = actor.act(obs)
+        clock["act"] += time.perf_counter() - t0
         restarted = []
         for r, action in enumerate(actions):
             ep = running[r]
@@ -128,18 +139,22 @@ def run(task: Task, envs: list[gym.Env], actor, seeds: Iterable[int | None], *, 
             ep.labels.append(label)
             ep.executed.append(execute)
             ep.relabelled = ep.relabelled or isinstance(action, LabelledAction)
+            t0 = time.perf_counter()
             try:
                 obs[r], reward, terminated, trunc, info = envs[r].step(execute)
             except Exception:
                 check_observations(task, envs[r].observation_space, ep.observations)  # a bad one explains it
                 raise
+            clock["env"] += time.perf_counter() - t0
             ep.rewards.append(float(reward))
             if "success" in info:
                 ep.success = bool(ep.success) or bool(info["success"])
             if hasattr(actor, "taken"):
                 actor.taken(r, execute)
             if on_step is not None:
+                t0 = time.perf_counter()
                 on_step(r, envs[r])
+                clock["on_step"] += time.perf_counter() - t0
             if terminated or trunc or len(ep.rewards) >= cap:
                 results.append((ep.index, _finish(task, envs[r], ep, truncated=not terminated, record=record)))
                 if start(r):

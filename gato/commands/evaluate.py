@@ -67,6 +67,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
     names = with_suite(tuple(tasks), suite)
     chosen = resolve(list(names)) if names else []
     per_task, t0 = {}, time.perf_counter()
+    phases = {"act_s": 0.0, "env_s": 0.0}  # model acting vs environment stepping, over all tasks
     for task in chosen:
         probe = task.make()
         spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
@@ -74,8 +75,11 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
         task_p = task_prompt(prompts, task.name, spec, model.cfg, text)
         if prompts is not None and task_p is None:
             print(f"{task.name}: no training episodes in {prompts}, so no prompt (collect the task to prompt it)")
+        clock: dict = {}
         eps = rollout(model, task, spec, episodes, envs, text=text, prompt=task_p, temperature=temperature,
-                      seed=seed, device=device, decode=decode)
+                      seed=seed, device=device, decode=decode, timing=clock)
+        for k in ("act", "env"):
+            phases[f"{k}_s"] += clock[k]
         rets = np.array([e["return"] for e in eps])
         r, e = (ref.get(task.name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
         per_task[task.name] = {
@@ -89,11 +93,16 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
         print(f"{task.name:<40} return {p['mean']:>10.2f} ± {p['std']:<8.2f} normalised {norm}")
     results = aggregate(per_task)
     results["videos"] = {}
+    t1 = time.perf_counter()
     for task in chosen[:videos]:
         v = record_video(model, text, task, Path(out) / "videos", seed=seed, data=prompts, temperature=temperature,
                          device=device, decode=decode)
         results["videos"][task.name] = str(Path(v["video"]).relative_to(Path(out)))
+    t2 = time.perf_counter()
     results["vision_language"] = _vision_language(model, text, data, vl_examples, seed) if vl and data else {}
+    phases |= {"videos_s": t2 - t1, "vision_language_s": time.perf_counter() - t2}
+    results["phases"] = {k: round(v, 1) for k, v in phases.items()}
+    print("time: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.0f} s" for k, v in results["phases"].items()))
     results["learning_curve"] = load_curve(checkpoint)
     results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
                    episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),

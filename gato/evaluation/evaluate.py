@@ -16,7 +16,8 @@ RESULTS_VERSION = 1
 
 
 def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=None, prompt=None,
-            temperature: float = 0.0, seed: int = 0, device: str = "cpu", decode: str = "argmax") -> list[dict]:
+            temperature: float = 0.0, seed: int = 0, device: str = "cpu", decode: str = "argmax",
+            timing: dict | None = None) -> list[dict]:
     """`episodes` episodes of `task` with N environments stepped in lock step (gato.rollout.run);
     one model forward per action token serves them all."""
     from gato.agent import GatoAgent
@@ -27,7 +28,7 @@ def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=N
     agent = GatoAgent(model, spec, n, text=text, prompt=prompt, temperature=temperature, seed=seed, device=device,
                       decode=decode)
     try:
-        results = run(task, envs, agent, range(seed, seed + episodes), record=False)
+        results = run(task, envs, agent, range(seed, seed + episodes), record=False, timing=timing)
     finally:
         for env in envs:
             env.close()
