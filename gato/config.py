@@ -51,11 +51,17 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}; valid keys: {sorted(fields)}")
-        return cls(**d)
+        return from_dict(cls, d, "model")
+
+
+def from_dict(cls, d: dict, what: str):
+    """A frozen config dataclass from its saved dict (JSON lists back to tuples); unknown keys are
+    an error naming them and the valid ones."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - fields
+    if unknown:
+        raise ValueError(f"unknown {what} config keys {sorted(unknown)}; valid keys: {sorted(fields)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 PRESETS: dict[str, ModelConfig] = {

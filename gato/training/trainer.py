@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from gato import io
-from gato.config import ModelConfig, get_preset
+from gato.config import ModelConfig, from_dict, get_preset
 from gato.data.loader import step_batches
 from gato.data.sampling import Batch, Mixture
 from gato.model import Gato
@@ -73,12 +73,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """A saved configuration (config.json's "train"), JSON lists back to tuples."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training config keys {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        """A saved configuration (config.json's "train")."""
+        return from_dict(cls, d, "training")
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
