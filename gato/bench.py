@@ -108,7 +108,8 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     from gato.scaling import mfu, peak_flops
     from gato.training import precision as mp
     from gato.training.loss import target_mask
-    from gato.training.trainer import TrainConfig, Trainer
+    from gato.training.config import TrainConfig
+    from gato.training.trainer import Trainer
 
     dev = resolve_device(device)
     cfg = get_preset(preset)
@@ -171,9 +172,9 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     util = "" if peak is None else f"; MFU {result['mfu']:.1%} of {peak / 1e12:.0f} TFLOP/s"
     if "bf16_speedup" in result:
         util += f"; bf16 {result['bf16_speedup']:.2f}x the fp32 Gato step"
-    return _report(result, json, f"{preset} on {dev} ({gato.precision}): Gato step {g:.0f} tokens/s; bare transformer {b:.0f} "
-                                 f"tokens/s (logits everywhere, ratio {g / b:.3f}), {s:.0f} tokens/s (logits at "
-                                 f"the same targets, ratio {g / s:.3f}){util}")
+    return _report(result, json, f"{preset} on {dev} ({gato.precision}): Gato step {g:.0f} tokens/s; bare "
+                                 f"transformer {b:.0f} tokens/s (logits everywhere, ratio {g / b:.3f}), {s:.0f} "
+                                 f"tokens/s (logits at the same targets, ratio {g / s:.3f}){util}")
 
 
 def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarlander", "babyai/GoToLocal",
@@ -475,7 +476,8 @@ def _memory_probe(kind: str, preset: str, batch_size: int, steps: int, device: s
     from gato.agent import GatoAgent
     from gato.data.episode import TaskSpec
     from gato.model import Gato
-    from gato.training.trainer import TrainConfig, Trainer
+    from gato.training.config import TrainConfig
+    from gato.training.trainer import Trainer
 
     cuda = device == "cuda"
     start = _resident() if not cuda else 0

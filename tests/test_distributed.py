@@ -30,7 +30,7 @@ import torch.multiprocessing as mp
 from gato.training import checkpoint as ckpt
 from gato.training.distributed import Dist
 from gato.commands.train import train
-from gato.training.trainer import TRAIN_PRESETS
+from gato.training.config import TRAIN_PRESETS
 
 # Registered at import, so the spawned ranks (which import this module) have it too.
 TRAIN_PRESETS["test-linear-adam"] = dataclasses.replace(TRAIN_PRESETS["tiny"], eps=1e-3)
@@ -142,7 +142,8 @@ def test_ranks_that_disagree_fail_at_start(tmp_path):
 KILL_SCRIPT = """
 import dataclasses, os, signal, sys
 from gato.cli import main
-from gato.training.trainer import TRAIN_PRESETS, Trainer
+from gato.training.config import TRAIN_PRESETS
+from gato.training.trainer import Trainer
 
 TRAIN_PRESETS["test-linear-adam"] = dataclasses.replace(TRAIN_PRESETS["tiny"], eps=1e-3)
 original = Trainer.train_step
@@ -201,7 +202,8 @@ def test_accumulation_and_loader_workers_change_nothing(tmp_path):
 
 
 def test_out_of_memory_names_the_remedies(monkeypatch):
-    from gato.training.trainer import TrainConfig, Trainer
+    from gato.training.config import TrainConfig
+    from gato.training.trainer import Trainer
 
     trainer = Trainer(TrainConfig(batch_size=2, context=32))
 

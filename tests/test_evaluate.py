@@ -15,7 +15,8 @@ from gato.envs import get_task
 from gato.commands.evaluate import evaluate, play
 from gato.evaluation.evaluate import rollout
 from gato.model import Gato
-from gato.training.trainer import Trainer, TrainConfig
+from gato.training.config import TrainConfig
+from gato.training.trainer import Trainer
 
 SMALL = dataclasses.replace(get_preset("gato-tiny"), num_layers=2, width=64, num_heads=2, head_dim=32,
                             mlp_hidden=128, context=128, dropout=0.0)

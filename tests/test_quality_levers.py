@@ -13,7 +13,8 @@ from gato.data.sampling import ControlSource
 from gato.tokenization.vocab import Kind
 from gato.training import precision
 from gato.training.loss import gaussian_targets, masked_loss
-from gato.training.trainer import TrainConfig, Trainer, mixture_weights
+from gato.training.config import TrainConfig, mixture_weights
+from gato.training.trainer import Trainer
 
 
 def _one_continuous_target(tm, bin_index: int):

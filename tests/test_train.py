@@ -24,7 +24,8 @@ from gato.training import checkpoint as ckpt
 from gato.training.loss import masked_loss, target_mask
 from gato.training.schedule import lr_at
 from gato.commands.train import train
-from gato.training.trainer import Trainer, TrainConfig
+from gato.training.config import TrainConfig
+from gato.training.trainer import Trainer
 
 TINY = dataclasses.replace(get_preset("gato-tiny"), name="test-tiny", num_layers=2, width=64, num_heads=2,
                            head_dim=32, mlp_hidden=128, context=128)
@@ -241,7 +242,8 @@ def test_loaded_model_acts_within_its_training_context(straight_run):
 def test_checkpoint_carries_its_tokenizer(straight_run, tmp_path):
     import json
 
-    from gato.training.trainer import TOKENIZER_FILE, load_tokenizer
+    from gato.training.config import TOKENIZER_FILE
+    from gato.training.trainer import load_tokenizer
 
     _, run = straight_run
     src = ckpt.latest_checkpoint(run)
@@ -261,7 +263,8 @@ def test_checkpoint_carries_its_tokenizer(straight_run, tmp_path):
 
 def test_export_keeps_what_acting_needs(straight_run, tmp_path):
     from gato.commands.train import export
-    from gato.training.trainer import TOKENIZER_FILE, load_model
+    from gato.training.config import TOKENIZER_FILE
+    from gato.training.trainer import load_model
 
     _, run = straight_run
     out = export(run, tmp_path / "shared")

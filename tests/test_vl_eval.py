@@ -13,7 +13,8 @@ from gato.config import get_preset
 from gato.data.vision_language import collect_sets
 from gato.commands.evaluate import evaluate
 from gato.evaluation.vision_language import evaluate_vl
-from gato.training.trainer import Trainer, TrainConfig
+from gato.training.config import TrainConfig
+from gato.training.trainer import Trainer
 
 SMALL = dataclasses.replace(get_preset("gato-tiny"), context=64, num_layers=3, width=128, num_heads=4,
                             head_dim=32, mlp_hidden=256)

@@ -14,7 +14,8 @@ from gato.evaluation.evaluate import resolve_decode
 from gato.io import folder_lock, read_json, write_json
 from gato.prompts import task_prompt
 from gato.training import checkpoint as ckpt
-from gato.training.trainer import TrainConfig, checkpoint_folder, load_model, load_tokenizer, run_training
+from gato.training.config import TrainConfig
+from gato.training.trainer import checkpoint_folder, load_model, load_tokenizer, run_training
 
 
 def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: int = 2, episodes: int = 16,

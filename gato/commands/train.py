@@ -11,8 +11,8 @@ from tyro.conf import Positional
 
 from gato.config import ModelConfig
 from gato.training import checkpoint as ckpt
-from gato.training.trainer import (EXECUTION_FIELDS, TOKENIZER_FILE, TRAIN_PRESETS, TrainConfig,
-                                   checkpoint_folder, load_tokenizer, run_training)
+from gato.training.config import EXECUTION_FIELDS, TOKENIZER_FILE, TRAIN_PRESETS, TrainConfig
+from gato.training.trainer import checkpoint_folder, load_tokenizer, run_training
 
 
 def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str | None = None,
