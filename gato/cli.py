@@ -28,12 +28,12 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("dagger",): ("gato.commands.dagger:dagger", "DAgger rounds: learner rollouts labelled by the experts, more training"),
     ("experts", "train-ars"): ("gato.experts.ars:ars_train", "train a linear ARS locomotion expert (MuJoCo)"),
     ("tokenizer", "train"): ("gato.tokenization.text:tokenizer_train", "train a SentencePiece text tokenizer offline"),
-    ("bench", "train"): ("gato.bench:bench_train", "training throughput vs a bare transformer"),
-    ("bench", "act"): ("gato.bench:bench_act", "actions/s with the KV cache vs recomputing the window"),
-    ("bench", "eval"): ("gato.bench:bench_eval", "evaluation steps/s with N environments batched vs one"),
-    ("bench", "collect"): ("gato.bench:bench_collect", "recording expert episodes vs bare env stepping"),
-    ("bench", "generate"): ("gato.bench:bench_generate", "text tokens/s with the KV cache vs recomputing"),
-    ("bench", "memory"): ("gato.bench:bench_memory", "peak memory of training and acting per preset"),
+    ("bench", "train"): ("gato.commands.bench.training:bench_train", "training throughput vs a bare transformer"),
+    ("bench", "act"): ("gato.commands.bench.acting:bench_act", "actions/s with the KV cache vs recomputing the window"),
+    ("bench", "eval"): ("gato.commands.bench.acting:bench_eval", "evaluation steps/s with N environments batched vs one"),
+    ("bench", "collect"): ("gato.commands.bench.training:bench_collect", "recording expert episodes vs bare env stepping"),
+    ("bench", "generate"): ("gato.commands.bench.acting:bench_generate", "text tokens/s with the KV cache vs recomputing"),
+    ("bench", "memory"): ("gato.commands.bench.memory:bench_memory", "peak memory of training and acting per preset"),
     ("scaling",): ("gato.scaling:scaling", "tokens, memory and hours per preset at the paper's scale"),
 }
 

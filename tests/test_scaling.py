@@ -7,7 +7,8 @@ import json
 import pytest
 
 from gato import scaling
-from gato.bench import bench_memory, bench_train
+from gato.commands.bench.memory import bench_memory
+from gato.commands.bench.training import bench_train
 from gato.config import get_preset
 
 
