@@ -18,7 +18,8 @@ train() { # name data extra...
 train A-clean clean
 train B-noise noisy
 train C-noise-start-balance noisy --start-prob 0.2 --task-balance 0.25
-train D-noise-start-balance-hlgauss noisy --start-prob 0.2 --task-balance 0.25 --target-sigma 2 --keep-checkpoints 20
+train D-noise-start-balance-hlgauss noisy --start-prob 0.2 --task-balance 0.25 --target-sigma 2 --keep-checkpoints 20 \
+    --eval-every 100 --eval-episodes 3 --eval-tasks mujoco/inverted-pendulum dmc/cartpole-balance mujoco/reacher babyai/GoToLocal
 # E: D's weights at step 350, then one DAgger round of 150 steps (equal tokens to D at 500).
 [ -d $R/noisy-dagger ] || cp -r $R/noisy $R/noisy-dagger
 [ -f $R/E-dagger/round-1/step_00000150/config.json ] || $G dagger $R/D-noise-start-balance-hlgauss/step_00000350 \

@@ -45,6 +45,9 @@ def test_eval_writes_results_with_normalised_scores(tmp_path, capsys):
     assert saved["tasks"]["control/acrobot"]["prompt_tokens"] == 0  # no dataset for it: no prompt
     expected = (cp["mean"] - cp["random"]) / (cp["expert"] - cp["random"])
     assert np.isclose(cp["normalized"], expected)
+    lo, hi = cp["normalized_ci"]  # over the task's episodes
+    assert lo <= cp["normalized"] <= hi and cp["human_normalized"] is None
+    assert set(saved["phases"]) == {"act_s", "env_s", "videos_s", "vision_language_s"} and saved["phases"]["act_s"] > 0
     assert saved["domains"]["control"]["tasks"] == 2
     assert len(saved["overall"]["curve"]["thresholds"]) == 101
     assert "control" in capsys.readouterr().out

@@ -70,6 +70,8 @@ def write_report(results: dict, out: Path) -> Path:
         ref = ["-" if t[k] is None else f"{t[k]:.2f}" for k in ("random", "expert")]
         succ = "-" if t["success_rate"] is None else f"{100 * t['success_rate']:.0f}%"
         human = "" if t.get("human_normalized") is None else f" (human-normalised {_pct(t['human_normalized'])})"
+        if t.get("normalized_ci"):
+            human = f" ({_pct(t['normalized_ci'][0])} to {_pct(t['normalized_ci'][1])})" + human
         lines.append(f"| {name} | {t['mean']:.2f} ± {t['std']:.2f} | {ref[0]} | {ref[1]} | "
                      f"{_pct(t['normalized'])}{human} | {succ} |")
     if "tasks" in plots:
