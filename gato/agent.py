@@ -39,7 +39,7 @@ class GatoAgent:
         cfg = model.cfg
         self.model, self.spec, self.n, self.text = model.eval(), spec, num_envs, text
         self.tm = cfg.token_map
-        self.ranges = _check_action_space(spec, self.tm)
+        self.ranges = check_action_space(spec, self.tm)
         lo, hi = self.tm.continuous_range()
         self.action_kinds = as_action_kinds(np.array(
             [Kind.CONTINUOUS_OBS if lo <= a < hi else Kind.DISCRETE_OBS for a, _ in self.ranges], np.uint8))
@@ -262,7 +262,7 @@ class _Step(NamedTuple):
 _TARGETS = np.array(TARGET_KINDS, np.uint8)
 
 
-def _check_action_space(spec: TaskSpec, tm) -> list[tuple[int, int]]:
+def check_action_space(spec: TaskSpec, tm) -> list[tuple[int, int]]:
     """Valid id ranges per action token; an error before any step if the token map cannot
     express every action of the space (more than 1024 values per token, text actions)."""
     try:

@@ -25,6 +25,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("scores",): ("gato.commands.data:scores", "measure expert and random reference scores per task"),
     ("collect",): ("gato.commands.data:collect", "record expert episodes of tasks or domains into datasets"),
     ("data-report",): ("gato.data.diagnostics:data_report", "what each task's demonstrations can teach (action ids, entropy)"),
+    ("finetune",): ("gato.commands.finetune:finetune", "fine-tune a checkpoint on a few demonstrations of a task"),
     ("dagger",): ("gato.commands.dagger:dagger", "DAgger rounds: learner rollouts labelled by the experts, more training"),
     ("experts", "train-ars"): ("gato.experts.ars:ars_train", "train a linear ARS locomotion expert (MuJoCo)"),
     ("tokenizer", "train"): ("gato.tokenization.text:tokenizer_train", "train a SentencePiece text tokenizer offline"),

@@ -136,3 +136,23 @@ def test_a_dagger_round_beats_more_cloning_on_a_cheap_task(tmp_path):
                      data=data, vl=False)
         score[name] = r["tasks"]["dmc/cartpole-balance"]["mean"]
     assert score["dagger"] > score["bc"], score
+
+
+def test_finetune_learns_a_new_task_from_a_pretrained_checkpoint_and_resumes(tmp_path):
+    from gato.commands.finetune import finetune
+
+    data = tmp_path / "data"
+    collect(("control/cartpole",), episodes=2, test_episodes=1, out=data, progress=False)
+    train(out=tmp_path / "pre", data=str(data), **SMALL)
+    r = finetune(tmp_path / "pre", task="control/acrobot", episodes=2, steps=3, out=tmp_path / "ft", eval_episodes=1,
+                 progress=False)
+    assert r["checkpoint"].endswith("step_00000003") and r["normalized"] is not None
+    cfg = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())["train"]
+    assert cfg["tasks"] == ["control/acrobot"] and cfg["max_episodes"] == 2 and cfg["init"].endswith("step_00000004")
+    again = finetune(tmp_path / "pre", task="control/acrobot", episodes=2, steps=3, out=tmp_path / "ft",
+                     eval_episodes=0, progress=False)
+    assert again["checkpoint"] == r["checkpoint"]  # finished: nothing is retrained
+    s = finetune(tmp_path / "pre", task="control/acrobot", episodes=2, steps=3, out=tmp_path / "scratch",
+                 eval_episodes=0, scratch=True, progress=False)
+    assert json.loads((tmp_path / "scratch" / "model" / "config.json").read_text())["train"]["init"] == ""
+    assert s["scratch"]

@@ -29,7 +29,7 @@ def find_tasks(root: Path) -> list[str]:
 
 def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = (), threshold: float = 0.8,
                     prompt_tokens: int = 256, prompt_prob: float = 0.25, max_local_positions: int = 512,
-                    start_prob: float = 0.0, verbose: bool = True) -> list[ControlSource]:
+                    start_prob: float = 0.0, max_episodes: int = 0, verbose: bool = True) -> list[ControlSource]:
     """One source per task of a dataset root (all of them, or `tasks`), with episodes filtered."""
     from gato.envs.scores import load_scores
 
@@ -40,7 +40,7 @@ def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = 
     out = []
     for name in names:
         ds = TaskDataset(root, name)
-        episodes = ds.episodes("train")
+        episodes = ds.episodes("train", limit=max_episodes or None)
         if not episodes:
             raise ValueError(f"{name}: no training episodes under {root}" +
                              (f" ({'; '.join(ds.errors)})" if ds.errors else ""))

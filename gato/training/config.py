@@ -30,6 +30,7 @@ class TrainConfig:
     data: str = "synthetic"  # "synthetic" or a dataset folder written by `gato collect`
     tasks: tuple[str, ...] = ()  # tasks of the dataset folder to train on (empty: all)
     min_return: float = 0.8  # keep episodes with at least this fraction of the expert return
+    max_episodes: int = 0  # at most this many training episodes per task (few-shot fine-tuning); 0: all
     prompt_prob: float = 0.25
     start_prob: float = 0.0  # share of control windows that open at an episode's start (as acting does)
     task_balance: float = 0.0  # 0: equal rows per task; 1: equal action tokens per task (docs/quality.md)
@@ -56,6 +57,8 @@ class TrainConfig:
         return from_dict(cls, d, "training")
 
     def __post_init__(self):
+        if self.max_episodes < 0:
+            raise ValueError(f"max_episodes must be >= 0, got {self.max_episodes}")
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -112,7 +115,8 @@ def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer,
     root = Path(cfg.data)
     control = control_sources(root, tm, text, tasks=cfg.tasks, threshold=cfg.min_return,
                               prompt_tokens=prompt_tokens, prompt_prob=cfg.prompt_prob,
-                              max_local_positions=model_cfg.max_local_positions, start_prob=cfg.start_prob) \
+                              max_local_positions=model_cfg.max_local_positions, start_prob=cfg.start_prob,
+                              max_episodes=cfg.max_episodes) \
         if cfg.tasks or find_tasks(root) else []
     vl = vl_sources(root, tm, text, names=cfg.vl_sets) if cfg.vl_sets or find_sets(root) else []
     if not control and not vl:
