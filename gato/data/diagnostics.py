@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tyro.conf import Positional
 
 from gato.data.episode import Episode, TaskSpec
 from gato.tokenization import spaces
@@ -61,7 +62,7 @@ def dataset_stats(root: Path, task_name: str, tm: TokenMap, text=None, split: st
                                                         "episodes": len(episodes)}
 
 
-def data_report(root: Path, tasks: tuple[str, ...] = ()) -> list[dict]:
+def data_report(root: Positional[Path], tasks: tuple[str, ...] = ()) -> list[dict]:
     """Print what each task's demonstrations can teach: episodes, return, noise, action ids used
     and their entropy per dimension, observation spread. Near-constant experts stand out.
 
