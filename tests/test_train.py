@@ -366,3 +366,12 @@ def test_bf16_autocast_on_cuda(text):
     losses = [trainer.train_step(batch)[0].item() for _ in range(cfg.steps)]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0] / 2
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
+
+
+def test_a_checkpoint_from_before_a_new_field_resumes_with_its_default(tmp_path):
+    train(tmp_path / "run", steps=2, batch_size=2, context=32, warmup=1, checkpoint_every=2, progress=False)
+    meta_file = ckpt.latest_checkpoint(tmp_path / "run") / "config.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["train"]["max_episodes"], meta["train"]["init"]  # as written by an older version
+    meta_file.write_text(json.dumps(meta))
+    assert train(tmp_path / "run", resume=True, steps=3, progress=False)["step"] == 3

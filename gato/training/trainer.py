@@ -343,7 +343,8 @@ def _train_locked(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: boo
                   max_minutes: float | None, on_save, allow_data_change: bool) -> dict:
     latest = ckpt.latest_checkpoint(out) if out.exists() else None
     if resume and latest is not None:
-        saved = ckpt.load_meta(latest)["train"]
+        # fields added since the checkpoint was written take their defaults
+        saved = json.loads(json.dumps(dataclasses.asdict(TrainConfig.from_dict(ckpt.load_meta(latest)["train"]))))
         mine = json.loads(json.dumps(dataclasses.asdict(cfg)))
         same = lambda c: {k: v for k, v in c.items() if k not in EXECUTION_FIELDS}  # noqa: E731
         if same(saved) != same(mine):
