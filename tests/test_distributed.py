@@ -34,8 +34,9 @@ from gato.training.config import TRAIN_PRESETS
 
 # Registered at import, so the spawned ranks (which import this module) have it too.
 TRAIN_PRESETS["test-linear-adam"] = dataclasses.replace(TRAIN_PRESETS["tiny"], eps=1e-3)
+# fp32: ranks sum gradients in another order, which bf16 products would turn into 1e-3 differences
 RUN = dict(recipe="test-linear-adam", preset="gato-tiny", steps=4, batch_size=4, context=64, lr=1e-3,
-           warmup=1, log_every=1, checkpoint_every=2, device="cpu", progress=False, timeout_s=60)
+           warmup=1, log_every=1, checkpoint_every=2, device="cpu", progress=False, timeout_s=60, precision="fp32")
 ATOL = 1e-6
 
 
@@ -164,7 +165,7 @@ def test_a_killed_rank_stops_the_run_and_it_resumes(runs, tmp_path):
     script = tmp_path / "dies.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT))
     args = ["train", "--out", str(tmp_path / "run"), "--device", "cpu", "--no-progress", "--timeout-s", "60"]
-    for k in ("recipe", "steps", "batch_size", "context", "lr", "warmup", "log_every", "checkpoint_every"):
+    for k in ("recipe", "steps", "batch_size", "context", "lr", "warmup", "log_every", "checkpoint_every", "precision"):
         args += [f"--{k.replace('_', '-')}", str(RUN[k])]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -191,7 +192,8 @@ def test_accumulation_and_loader_workers_change_nothing(tmp_path):
     weights of the plain run (the same rows, the same global normalisation)."""
     from gato.training.trainer import Trainer
 
-    cfg = dataclasses.replace(TRAIN_PRESETS["test-linear-adam"], steps=2, batch_size=4, context=64, warmup=1)
+    cfg = dataclasses.replace(TRAIN_PRESETS["test-linear-adam"], steps=2, batch_size=4, context=64, warmup=1,
+                              precision="fp32")  # bf16 products would differ with the summation order
     plain = Trainer(cfg)
     plain.fit(progress=False)
     split = Trainer(dataclasses.replace(cfg, grad_accum=2, workers=1))

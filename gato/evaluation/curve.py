@@ -61,14 +61,14 @@ def plot_curve(points: list[dict], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     x = [p["tokens"] / 1e6 for p in points]
     for name in points[-1]["scores"]:
-        ax.plot(x, [100 * (p["scores"].get(name) or 0) for p in points], lw=0.8, alpha=0.35)
+        ax.plot(x, [100 * (p["scores"].get(name) or 0) for p in points], lw=0.8, alpha=0.5, label=name)
     ax.plot(x, [100 * (p["mean"] or 0) for p in points], "k-o", lw=2, ms=3, label="mean")
     ax.axhline(50, color="grey", ls="--", lw=0.8)
     ax.set(xlabel="training tokens (millions)", ylabel="% of expert score", title="learning curve")
-    ax.legend(loc="lower right")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
