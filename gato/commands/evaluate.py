@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -17,6 +15,7 @@ from gato.evaluation.curve import load_curve
 from gato.evaluation.evaluate import (RESULTS_VERSION, aggregate, prompt_source, record_video, resolve_decode,
                                       rollout)
 from gato.evaluation.metrics import bootstrap_ci, human_normalized, normalized
+from gato.io import write_json
 from gato.prompts import task_prompt
 from gato.training.trainer import load_checkpoint
 
@@ -114,9 +113,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
                    scores_file=scores_file_id())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".results.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, out / "results.json")
+    write_json(out / "results.json", results)  # strict: a NaN score is an error, not invalid JSON
     for d, s in results["domains"].items():
         print(f"{d:<12} {s['tasks']:>3} tasks  mean {100 * s['mean']:.1f}%  IQM {100 * s['iqm']:.1f}%  "
               f"above 50%: {s['above_50']}")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from gato.io import write_text
 
 VERSION = 1
 DEFAULT_FILE = Path(str(resources.files("gato.envs") / "scores.json"))
@@ -114,6 +115,4 @@ def _measure_one(task, who: str, episodes: int, seed: int) -> tuple[str, str, di
 
 
 def write_scores(path: Path, table: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"version": VERSION, "tasks": dict(sorted(table.items()))}, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"version": VERSION, "tasks": dict(sorted(table.items()))}, indent=1) + "\n")

@@ -9,13 +9,13 @@ starts to play, not only its loss. `gato eval`'s report plots the curve of the r
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from gato.data.episode import TaskSpec
 from gato.evaluation.metrics import normalized
+from gato.io import write_json
 
 CURVE_FILE = "curve.json"
 
@@ -49,9 +49,7 @@ def append_point(run_dir: Path, point: dict) -> list[dict]:
     points = json.loads(path.read_text()) if path.exists() else []
     points = [p for p in points if p["step"] != point["step"]] + [point]
     points.sort(key=lambda p: p["step"])
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(points, indent=1))
-    os.replace(tmp, path)
+    write_json(path, points)
     return points
 
 
