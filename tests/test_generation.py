@@ -58,8 +58,15 @@ def test_eos_stops_each_row():
 
 
 def test_generation_runs_past_the_context():
-    out = generate(model(), prompts(), 3 * SMALL.context)
+    """Three contexts' worth of tokens: the cached path (which re-encodes its window when full)
+    gives the tokens of recomputing the window for every token, text ids only."""
+    m = model()
+    out = generate(m, prompts(), 3 * SMALL.context)
+    fresh = generate(m, prompts(), 3 * SMALL.context, use_cache=False)
     assert [len(o) for o in out] == [3 * SMALL.context] * 3
+    for a, b in zip(out, fresh):
+        np.testing.assert_array_equal(a, b)
+        assert a.min() >= 0 and a.max() < SMALL.text_vocab
 
 
 def test_bad_arguments_are_named():

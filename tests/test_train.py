@@ -234,9 +234,25 @@ def test_loaded_model_acts_within_its_training_context(straight_run):
     """Trained on 48-token rows, a 128-context model acts and generates in 48-token windows."""
     from gato.training.trainer import load_model
 
+    from gato.agent import GatoAgent
+    from gato.data.episode import TaskSpec
+    from gato.envs import get_task
+    from gato.generation import generate, text_prompt
+
     _, run = straight_run
     model, meta = load_model(run)
     assert meta["model"]["context"] == 128 and model.cfg.context == RESUME.context == 48
+    env = get_task("control/cartpole").make()
+    agent = GatoAgent(model, TaskSpec("control/cartpole", env.observation_space, env.action_space), 1)
+    obs, _ = env.reset(seed=0)
+    for _ in range(30):  # 6 tokens a step: 180 tokens, past 48 several times
+        obs, _, term, trunc, _ = env.step(agent.act([obs])[0])
+        if term or trunc:
+            obs, _ = env.reset(seed=1)
+            agent.reset()
+        assert len(agent.window(0)) <= 48  # never conditions on more than it was trained on
+    out = generate(model, [text_prompt(np.array([5, 6, 7]), model.cfg.token_map)], 60)
+    assert len(out[0]) == 60
 
 
 def test_checkpoint_carries_its_tokenizer(straight_run, tmp_path):
