@@ -24,7 +24,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("tasks",): ("gato.commands.data:tasks", "list every control task with its modalities, expert and scores"),
     ("scores",): ("gato.commands.data:scores", "measure expert and random reference scores per task"),
     ("collect",): ("gato.commands.data:collect", "record expert episodes of tasks or domains into datasets"),
-    ("data-report",): ("gato.data.diagnostics:data_report", "what each task's demonstrations can teach (action ids, entropy)"),
+    ("data-report",): ("gato.data.diagnostics:data_report", "what each task's demonstrations can teach"),
     ("finetune",): ("gato.commands.finetune:finetune", "fine-tune a checkpoint on a few demonstrations of a task"),
     ("dagger",): ("gato.commands.dagger:dagger", "DAgger rounds: learner rollouts labelled by the experts, more training"),
     ("experts", "train-ars"): ("gato.experts.ars:ars_train", "train a linear ARS locomotion expert (MuJoCo)"),

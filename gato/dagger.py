@@ -57,8 +57,8 @@ class _Failed:
 
 class ExpertLabels:
     """An actor wrapper: the inner actor's actions are executed, each environment's expert
-    labels the state. An expert that fails on a state (the BabyAI bot can, rarely) costs that
-    episode only (`failed` counts them)."""
+    labels the state. An expert that fails on a state (the BabyAI bot can, rarely) labels it
+    `_Failed`, and `collect_round` drops that episode."""
 
     def __init__(self, actor, experts: list):
         self.actor, self.experts = actor, experts

@@ -85,7 +85,7 @@ class _Running:
     observations: list = field(default_factory=list)
     labels: list = field(default_factory=list)
     executed: list = field(default_factory=list)
-    relabelled: bool = False  # some executed action differs from its label
+    relabelled: bool = False  # the actor gave separate labels (LabelledAction): keep `executed`
     rewards: list = field(default_factory=list)
     success: bool | None = None
 

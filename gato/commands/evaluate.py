@@ -17,11 +17,12 @@ from gato.evaluation.evaluate import (RESULTS_VERSION, aggregate, prompt_source,
 from gato.evaluation.metrics import bootstrap_ci, human_normalized, normalized
 from gato.io import write_json
 from gato.prompts import task_prompt
+from gato.suites import with_suite
 from gato.training.trainer import load_checkpoint
 
 
-def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None, suite: str | None = None, episodes: int = 50, envs: int = 16,
-             out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
+def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None, suite: str | None = None,
+             episodes: int = 50, envs: int = 16, out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
              seed: int = 100_000, device: str = "cpu", videos: int = 3, vl: bool = True,
              vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
              prompt: bool = True) -> dict:
@@ -55,12 +56,11 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
                          f"{videos} and {vl_examples}")
     if data is not None and not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
+    Path(out).mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails before any rollout
     model, meta, text = load_checkpoint(checkpoint, device)
     decode = resolve_decode(decode, meta)
     prompts = prompt_source(checkpoint, data) if prompt else None
     ref = load_scores()
-    from gato.suites import with_suite
-
     if tasks is None:
         tasks = () if suite else ("control",)
     names = with_suite(tuple(tasks), suite)
@@ -81,13 +81,13 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
             phases[f"{k}_s"] += clock[k]
         rets = np.array([e["return"] for e in eps])
         r, e = (ref.get(task.name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
+        norm = normalized(float(rets.mean()), r, e)
         per_task[task.name] = {
             "domain": task.domain, "episodes": len(eps), "mean": float(rets.mean()), "std": float(rets.std()),
-            "returns": rets.tolist(), "random": r, "expert": e, "normalized": normalized(float(rets.mean()), r, e),
+            "returns": rets.tolist(), "random": r, "expert": e, "normalized": norm,
             "human_normalized": human_normalized(task.name, float(rets.mean())),
             # 95% percentile-bootstrap interval of the normalised mean, over this task's episodes
-            "normalized_ci": None if normalized(0.0, r, e) is None else
-            [normalized(v, r, e) for v in bootstrap_ci(rets)],
+            "normalized_ci": None if norm is None else [normalized(v, r, e) for v in bootstrap_ci(rets)],
             "success_rate": float(np.mean([x["success"] for x in eps])) if task.success else None,
             "prompt_tokens": 0 if task_p is None else len(task_p)}
         p = per_task[task.name]
@@ -112,7 +112,6 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
                    data=None if data is None else str(data), vl_examples=vl_examples,
                    scores_file=scores_file_id())
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results)  # strict: a NaN score is an error, not invalid JSON
     for d, s in results["domains"].items():
         print(f"{d:<12} {s['tasks']:>3} tasks  mean {100 * s['mean']:.1f}%  IQM {100 * s['iqm']:.1f}%  "

@@ -172,21 +172,18 @@ def collate(seqs: list[Sequence], length: int, tm: TokenMap) -> Batch:
     kinds = np.full((B, length), Kind.PAD, np.uint8)
     local = np.full((B, length), -1, np.int64)
     mask = np.zeros((B, length), bool)
-    targets = None
     for b, s in enumerate(seqs):
         n = len(s)
         if n > length:
             raise ValueError(f"sequence of {n} positions does not fit the context of {length}")
         ids[b, :n] = np.where(s.kinds == Kind.IMAGE, tm.pad, s.ids)
         kinds[b, :n], local[b, :n], mask[b, :n] = s.kinds, s.local_pos, s.loss_mask
-        if s.targets is not None:
-            targets = ids.copy() if targets is None else targets
-            targets[b, :n] = np.where(s.kinds == Kind.IMAGE, tm.pad, s.targets)
-    if targets is None:
-        targets = ids
-    else:
-        rest = [b for b, s in enumerate(seqs) if s.targets is None]
-        targets[rest] = ids[rest]
+    targets = ids  # what each position should predict: its own id, unless a label differs
+    if any(s.targets is not None for s in seqs):
+        targets = ids.copy()
+        for b, s in enumerate(seqs):
+            if s.targets is not None:
+                targets[b, :len(s)] = np.where(s.kinds == Kind.IMAGE, tm.pad, s.targets)
     return Batch(torch.from_numpy(ids), torch.from_numpy(kinds), torch.from_numpy(local),
                  torch.from_numpy(mask),
                  torch.from_numpy(np.concatenate([s.patches for s in seqs])),
