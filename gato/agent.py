@@ -14,7 +14,8 @@ remember tokens that have left. Re-encoding every `context - keep` tokens keeps 
 Speed (docs/benchmarks.md): the cache is preallocated and written in place; observations of all
 N environments are tokenized in one vectorised call and actions decoded in one; a step whose
 rows all have the same layout (no reset in it) is built as dense arrays with no per-row Python;
-only the logits of each action token's valid ids are computed.
+only the logits of each action token's valid ids are computed; action tokens go through the
+model's purpose-written one-token step (`Gato.step`: no module calls, no masks, a rotation table).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class GatoAgent:
         self.num_patches = 0
         self.unrecorded: list[tuple[int, _Step]] = []  # (first slot, step) not yet in the mirror
         self.templates: dict[int, tuple] = {}  # per observation length: the dense step's fixed arrays
+        self.token_steps: dict[int, _Step] = {}  # per action token index: its fixed arrays
         self.opening: list[Sequence | None] = [None] * num_envs
         self.last_action = np.full(num_envs, -1, np.int64)
         self.steps = [0] * num_envs
@@ -121,7 +123,7 @@ class GatoAgent:
             chosen.append(token)
             finite.append(ok)
             if i + 1 < len(self.ranges):
-                logits = self._feed(self._action_step(token, i), vocab=self.ranges[i + 1])
+                logits = self._feed_token(token, i, vocab=self.ranges[i + 1])
         if not bool(torch.stack(finite).all()):  # one check per step, before any action leaves
             raise FloatingPointError(f"{self.spec.name}: the model produced non-finite logits; no action sent")
         chosen_ids = torch.stack(chosen, 1).cpu().numpy()  # (N, action tokens)
@@ -171,11 +173,17 @@ class GatoAgent:
         return _Step(b.ids.numpy(), b.kinds.numpy(), b.local_pos.numpy(), b.patches.numpy(), b.patch_pos.numpy(),
                      b.kinds.numpy() != Kind.PAD, b.loss_mask.numpy())
 
-    def _action_step(self, token: torch.Tensor, i: int) -> _Step:
-        """Action token i of every row; its ids stay on the device."""
-        kinds = np.full((self.n, 1), self.action_kinds[i], np.uint8)
-        return _Step(token[:, None], kinds, np.full((self.n, 1), -1, np.int16), None, None, None,
-                     np.ones((self.n, 1), bool))
+    def _feed_token(self, token: torch.Tensor, i: int, *, vocab: tuple[int, int]) -> torch.Tensor:
+        """Append action token i (N,) of every row (its ids stay on the device) with the model's
+        one-token step; logits (N, hi - lo) of the next token's valid ids."""
+        if self.cache.length + 1 > self.context:
+            self._reencode(extra=1)
+        if i not in self.token_steps:
+            self.token_steps[i] = _Step(None, np.full((self.n, 1), self.action_kinds[i], np.uint8),
+                                        np.full((self.n, 1), -1, np.int16), None, None, None, np.ones((self.n, 1), bool))
+        self.unrecorded.append((self.cache.length, self.token_steps[i]._replace(ids=token[:, None])))
+        logits, self.cache = self.model.step(token, self.cache, vocab)
+        return logits
 
     def _action(self, r: int) -> Sequence:
         """Row r's previous last action token, as a sequence position."""

@@ -72,10 +72,7 @@ def generate(model: Gato, prompts: list[Sequence], max_new_tokens: int, *, eos_i
             logits, new_cache = _forward(model, seqs, device, use_cache)
             cache = new_cache if use_cache else None
         else:
-            ids = torch.as_tensor(tokens, device=device)[:, None]
-            logits, cache = model(ids, torch.full_like(ids, Kind.TEXT), torch.full_like(ids, -1),
-                                  cache=cache, use_cache=True, vocab=(0, V))
-            logits = logits[:, -1]
+            logits, cache = model.step(torch.as_tensor(tokens, device=device), cache, vocab=(0, V))
     return [np.asarray(o, np.int64) for o in out]
 
 

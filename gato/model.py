@@ -298,6 +298,56 @@ class Gato(nn.Module):
         w = self.embed.weight if vocab is None else self.embed.weight[vocab[0]:vocab[1]]
         return F.linear(self.ln_f(x), w), (cache if use_cache or cache is not None else None)
 
+    def step(self, ids: torch.Tensor, cache: KVCache, vocab: tuple[int, int]) -> tuple[torch.Tensor, KVCache]:
+        """One token per row (B,) with no local position (an action or text token) appended to
+        `cache`: logits (B, hi - lo) of ids [lo, hi) = `vocab`, and the new cache.
+
+        The same arithmetic as `forward` on one position, written for the token-by-token loop of
+        acting and generating, where a step's cost is the number of small ops, not their size:
+        no module calls, no masks when every slot is real, rotations read from a table (exactly
+        `rope`'s values), keys and values written in place. tests/test_model.py checks it against
+        `forward` logit for logit."""
+        B, n = ids.shape[0], cache.length
+        if n + 1 > cache.capacity:
+            cache = cache.reserve(1)
+        cache.valid_buf[:, n] = True
+        slots = cache.valid_buf[:, :n + 1]
+        mask = None if bool(slots.all()) else slots[:, None, None]
+        pos = cache.next_pos
+        table = self._rope_table(int(pos.max()) + 1, ids.device)
+        turn = table[pos][:, None, None]  # (B, 1, 1, hd/2): broadcast over q/k and heads
+        H, hd, W = self.cfg.num_heads, self.cfg.head_dim, self.cfg.width
+        x = F.embedding(ids, self.embed.weight)  # (B, width)
+        for i, blk in enumerate(self.blocks):
+            a = blk.attn
+            h = F.layer_norm(x, (W,), blk.ln1.weight, blk.ln1.bias, blk.ln1.eps)
+            qkv = F.linear(h, a.qkv.weight).view(B, 3, H, hd)
+            qk = torch.view_as_real(torch.view_as_complex(qkv[:, :2].float().unflatten(-1, (-1, 2))) * turn)
+            qk = qk.flatten(-2).to(x.dtype)  # (B, 2, H, hd) rotated
+            kb, vb = cache.key_buf[i], cache.value_buf[i]
+            kb[:, :, n] = qk[:, 1]
+            vb[:, :, n] = qkv[:, 2]
+            y = F.scaled_dot_product_attention(qk[:, 0, :, None], kb[:, :, :n + 1], vb[:, :, :n + 1], attn_mask=mask)
+            x = x + F.linear(y.view(B, H * hd), a.proj.weight)
+            m = blk.mlp
+            h = F.layer_norm(x, (W,), blk.ln2.weight, blk.ln2.bias, blk.ln2.eps)
+            u, gate = F.linear(h, m.fc.weight, m.fc.bias).chunk(2, dim=-1)
+            x = x + F.linear(u * F.gelu(gate), m.proj.weight, m.proj.bias)
+        x = F.layer_norm(x, (W,), self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)
+        logits = F.linear(x, self.embed.weight[vocab[0]:vocab[1]])
+        return logits, KVCache(cache.key_buf, cache.value_buf, cache.valid_buf, pos + 1, n + 1)
+
+    def _rope_table(self, length: int, device) -> torch.Tensor:
+        """`rope` of positions [0, length) (at least the context), (length, hd/2) complex64, kept
+        until a longer one is needed."""
+        table = getattr(self, "_rope_cache", None)
+        if table is None or table.shape[0] < length or table.device != torch.device(device):
+            size = max(length, self.cfg.context)
+            with torch.inference_mode(False), torch.no_grad():
+                table = rope(torch.arange(size, device=device)[None], self.cfg.head_dim, self.cfg.rope_base)[0, 0]
+            self._rope_cache = table
+        return table
+
     @staticmethod
     def _positions(valid, start, slots_valid, n):
         """Rotary positions (B, T) of new tokens (padding repeats its row's last position) and the

@@ -29,12 +29,18 @@ def model(seed: int = 0) -> Gato:
 
 
 class CheckedAgent(GatoAgent):
-    """Checks every cached forward against a fresh forward over each row's window."""
+    """Checks every cached forward (a step's observation, and each action token through the
+    model's one-token step) against a fresh forward over each row's window."""
 
     checks = 0
 
     def _feed(self, step, *, vocab):
-        logits = super()._feed(step, vocab=vocab)
+        return self._check(super()._feed(step, vocab=vocab), vocab)
+
+    def _feed_token(self, token, i, *, vocab):
+        return self._check(super()._feed_token(token, i, vocab=vocab), vocab)
+
+    def _check(self, logits, vocab):
         for r in range(self.n):
             w = self.window(r)
             batch = collate([w], len(w), self.tm)

@@ -162,6 +162,29 @@ def test_token_by_token_decoding_equals_full_forward():
     close(torch.cat(outs, dim=1), full, STATE_TOL)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_one_token_step_equals_the_general_forward(masked):
+    """`Gato.step` (the acting and generating loop's purpose-written step) gives the logits, cache
+    slots and positions of `forward` on the same token, with every slot real or some masked (a
+    row reset mid-rollout), past the cache's capacity too."""
+    m, b = model(), make_batch(steps=2)
+    with torch.no_grad():
+        _, ref = m(**b, use_cache=True)
+        _, fast = m(**b, use_cache=True)
+        if masked:
+            for c in (ref, fast):
+                c.valid[1, 3:9] = False
+        g = torch.Generator().manual_seed(1)
+        for _ in range(ref.capacity - ref.length + 2):  # fills the buffers, then grows them
+            tok = torch.randint(*SMALL.token_map.continuous_range(), (2,), generator=g)
+            want, ref = m(tok[:, None], torch.full((2, 1), int(Kind.CONTINUOUS_ACTION)), torch.full((2, 1), -1),
+                          cache=ref, logits_at=torch.zeros(2, dtype=torch.long), vocab=(10, 300))
+            got, fast = m.step(tok, fast, vocab=(10, 300))
+            assert torch.equal(got, want)
+    assert fast.length == ref.length and torch.equal(fast.next_pos, ref.next_pos)
+    assert torch.equal(fast.valid, ref.valid) and torch.equal(fast.keys[-1], ref.keys[-1])
+
+
 def test_cache_is_written_in_place_and_grows_when_full():
     """Decoding writes each token's keys into the preallocated buffers (no copy of the cache per
     step); past the capacity the buffers grow, and every logit still equals the full forward."""
