@@ -12,22 +12,22 @@ import sys
 
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("train",): ("gato.commands.train:train", "train a Gato model (resumable)"),
-    ("inspect",): ("gato.inspection:inspect", "print a training sequence as the model sees it"),
-    ("demo",): ("gato.demo:demo", "collect a suite, train gato-tiny on it, evaluate it (about 30 min on CPU)"),
+    ("inspect",): ("gato.commands.inspect:inspect", "print a training sequence as the model sees it"),
+    ("demo",): ("gato.commands.demo:demo", "collect a suite, train gato-tiny on it, evaluate it (about 30 min on CPU)"),
     ("export",): ("gato.commands.train:export", "copy a checkpoint for sharing (weights, config, tokenizer)"),
     ("eval",): ("gato.commands.evaluate:evaluate", "evaluate a checkpoint on tasks: normalised scores per domain"),
     ("play",): ("gato.commands.evaluate:play", "run one episode with a checkpoint and save its video"),
-    ("chat",): ("gato.generation:chat", "continue text with a trained model (one-shot or interactive)"),
-    ("caption",): ("gato.generation:caption", "caption image files with a trained model"),
-    ("vqa",): ("gato.generation:vqa", "answer a question about an image with a trained model"),
+    ("chat",): ("gato.commands.generate:chat", "continue text with a trained model (one-shot or interactive)"),
+    ("caption",): ("gato.commands.generate:caption", "caption image files with a trained model"),
+    ("vqa",): ("gato.commands.generate:vqa", "answer a question about an image with a trained model"),
     ("presets",): ("gato.commands.model:presets", "list the model presets and their sizes"),
     ("tasks",): ("gato.commands.data:tasks", "list every control task with its modalities, expert and scores"),
     ("scores",): ("gato.commands.data:scores", "measure expert and random reference scores per task"),
     ("collect",): ("gato.commands.data:collect", "record expert episodes of tasks or domains into datasets"),
-    ("data-report",): ("gato.data.diagnostics:data_report", "what each task's demonstrations can teach"),
+    ("data-report",): ("gato.commands.data:data_report", "what each task's demonstrations can teach"),
     ("finetune",): ("gato.commands.finetune:finetune", "fine-tune a checkpoint on a few demonstrations of a task"),
     ("dagger",): ("gato.commands.dagger:dagger", "DAgger rounds: learner rollouts labelled by the experts, more training"),
-    ("experts", "train-ars"): ("gato.experts.ars:ars_train", "train a linear ARS locomotion expert (MuJoCo)"),
+    ("experts", "train-ars"): ("gato.commands.experts:ars_train", "train a linear ARS locomotion expert (MuJoCo)"),
     ("tokenizer", "train"): ("gato.tokenization.text:tokenizer_train", "train a SentencePiece text tokenizer offline"),
     ("bench", "train"): ("gato.commands.bench.training:bench_train", "training throughput vs a bare transformer"),
     ("bench", "act"): ("gato.commands.bench.acting:bench_act", "actions/s with the KV cache vs recomputing the window"),
@@ -35,7 +35,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "collect"): ("gato.commands.bench.training:bench_collect", "recording expert episodes vs bare env stepping"),
     ("bench", "generate"): ("gato.commands.bench.acting:bench_generate", "text tokens/s with the KV cache vs recomputing"),
     ("bench", "memory"): ("gato.commands.bench.memory:bench_memory", "peak memory of training and acting per preset"),
-    ("scaling",): ("gato.scaling:scaling", "tokens, memory and hours per preset at the paper's scale"),
+    ("scaling",): ("gato.commands.model:scaling", "tokens, memory and hours per preset at the paper's scale"),
 }
 
 

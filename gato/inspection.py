@@ -1,4 +1,4 @@
-"""`gato inspect`: a sequence as a table, so anyone can see what the model sees."""
+"""A sequence as a table, so anyone can see what the model sees (`gato inspect` prints one)."""
 
 from __future__ import annotations
 
@@ -36,30 +36,3 @@ def format_sequence(seq: Sequence, tm: TokenMap, text=None, start: int = 0, coun
         rows.append(f"{i:>5}  {kind.name:<17} {tid:>6}  {local if local >= 0 else '-':>5}  "
                     f"{int(seq.loss_mask[i]):>4}  {describe_position(seq, i, tm, text)}")
     return "\n".join(rows)
-
-
-def inspect(source: str = "toy/find-square", start: int = 0, count: int = 64, seed: int = 0,
-            context: int = 1024, preset: str = "gato-tiny") -> str:
-    """Print a training sequence as a table: position, kind, id, decoded value, local position, loss mask.
-
-    Args:
-        source: which data source to sample from (see the list printed for an unknown name).
-        start: first position to print.
-        count: number of positions to print.
-        seed: sampling seed.
-        context: sequence length to sample.
-        preset: model preset whose token map is used.
-    """
-    from gato.config import get_preset
-    from gato.data import synthetic
-    from gato.tokenization.text import TextTokenizer
-
-    tm, text = get_preset(preset).token_map, TextTokenizer.default()
-    srcs = {s.name: s for s in synthetic.sources(tm, text, seed=seed)}
-    if source not in srcs:
-        raise ValueError(f"unknown source {source!r}; valid sources: {', '.join(srcs)}")
-    seq = srcs[source].sample(np.random.default_rng(seed), context)
-    table = format_sequence(seq, tm, text, start, count)
-    n_img = int((seq.kinds == Kind.IMAGE).sum())
-    print(f"{source}: {len(seq)} positions ({n_img} image patches, {int(seq.loss_mask.sum())} targets)\n{table}")
-    return table

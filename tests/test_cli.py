@@ -120,7 +120,7 @@ def test_tokenizer_train_cli(capsys, tmp_path):
 
 
 def test_demo_pipeline_resumes_and_reuses_finished_stages(capsys, tmp_path):
-    from gato.demo import demo
+    from gato.commands.demo import demo
 
     small = dict(out=tmp_path, tasks=("control/cartpole", "control/mountaincar"), episodes=2, steps=6,
                  batch_size=2, context=64, eval_episodes=1, vl_limit=12, vl_examples=2, workers=1, videos=0)

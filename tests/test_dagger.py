@@ -85,7 +85,7 @@ def test_exported_checkpoint_carries_prompts_that_eval_uses(tmp_path):
 
 
 def test_data_report_shows_an_uninformative_expert(tmp_path):
-    from gato.data.diagnostics import data_report
+    from gato.commands.data import data_report
 
     collect(("mujoco/inverted-pendulum",), episodes=2, test_episodes=1, out=tmp_path / "clean", progress=False)
     collect(("mujoco/inverted-pendulum",), episodes=2, test_episodes=1, out=tmp_path / "noisy", progress=False,

@@ -1,4 +1,4 @@
-"""Planning arithmetic (gato/scaling.py) and the benches built on it: FLOPs, MFU, memory."""
+"""Planning arithmetic (gato/scaling.py), `gato scaling` and the benches built on it: FLOPs, MFU, memory."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from gato import scaling
 from gato.commands.bench.memory import bench_memory
 from gato.commands.bench.training import bench_train
+from gato.commands.model import scaling as scaling_command
 from gato.config import get_preset
 
 
@@ -68,13 +69,13 @@ def test_scaling_from_a_measured_bench(tmp_path, capsys):
     bench = tmp_path / "b.json"
     bench.write_text(json.dumps({"bench": "train", "preset": "gato-79m", "mfu": 0.3, "date": "2026-11-21",
                                  "machine": {"gpu": "NVIDIA H200"}}))
-    rows = scaling.scaling(bench=bench, gpus=(8,))
+    rows = scaling_command(bench=bench, gpus=(8,))
     assert "NVIDIA H200 at 30% MFU (measured: gato-79m" in capsys.readouterr().out
     assumed = scaling.plan("H200", 0.3, gpus=(8,))
     assert rows[0]["per_gpu"][8]["hours"] == pytest.approx(assumed[0]["per_gpu"][8]["hours"])
     bench.write_text(json.dumps({"bench": "train", "preset": "gato-tiny", "mfu": None, "machine": {}}))
     with pytest.raises(ValueError, match="measured on a GPU"):
-        scaling.scaling(bench=bench)
+        scaling_command(bench=bench)
 
 
 def test_bench_memory_falls_back_to_the_estimate():

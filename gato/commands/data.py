@@ -1,5 +1,5 @@
-"""Data commands: `gato tasks`, `gato scores`, `gato collect` (gato/envs, gato/data hold the
-library they drive; `gato data-report` is gato.data.diagnostics.data_report)."""
+"""Data commands: `gato tasks`, `gato scores`, `gato collect` and `gato data-report` (gato/envs,
+gato/data hold the library they drive)."""
 
 from __future__ import annotations
 
@@ -121,3 +121,38 @@ def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None,
             result |= collect_tasks(control, episodes, test_episodes, workers, out, seed, shard_episodes, progress,
                                     noise)
     return result | {"out": str(out)}
+
+
+def data_report(root: Positional[Path], tasks: tuple[str, ...] = ()) -> list[dict]:
+    """Print what each task's demonstrations can teach: episodes, return, noise, action ids used
+    and their entropy per dimension, observation spread. Near-constant experts stand out.
+
+    Args:
+        root: dataset root (made by `gato collect`).
+        tasks: only these tasks (default: every task under ROOT).
+    """
+    from gato.config import get_preset
+    from gato.data.datasets import find_tasks
+    from gato.data.diagnostics import dataset_stats
+    from gato.data.storage import TaskDataset
+    from gato.tokenization.text import TextTokenizer
+
+    tm, text = get_preset("gato-tiny").token_map, TextTokenizer.default()
+    names = list(tasks) or find_tasks(Path(root))
+    if not names:
+        raise ValueError(f"no task datasets under {root} (make them with `gato collect`)")
+    rows = []
+    fmt = "{:<36} {:>5} {:>11} {:>6}  {:<22} {:<26} {:>9}"
+    print(fmt.format("task", "eps", "return", "noise", "action ids per dim", "entropy (nats) per dim", "obs std"))
+    for name in names:
+        card = TaskDataset(root, name).card
+        stats = dataset_stats(Path(root), name, tm, text)
+        ret = card.get("splits", {}).get("train", {}).get("returns", {}).get("mean")
+        row = {"task": name, "noise": card.get("noise", 0.0), "return": ret} | stats
+        rows.append(row)
+        short = lambda xs: " ".join(str(x) for x in xs[:6]) + (" ..." if len(xs) > 6 else "")  # noqa: E731
+        print(fmt.format(name, stats.get("episodes", 0), "-" if ret is None else f"{ret:.1f}",
+                         f"{row['noise']:.2f}", short(stats.get("action_ids_distinct", [])),
+                         short(stats.get("action_entropy_nats", [])),
+                         "-" if stats.get("observation_std") is None else f"{stats['observation_std']:.4f}"))
+    return rows

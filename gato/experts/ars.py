@@ -199,12 +199,3 @@ def train_ars(env_id: str, iterations: int, config: ARSConfig | None = None, see
         if pool:
             pool.shutdown()
     return best, best_meta
-
-
-def ars_train(env: str = "Hopper-v5", iterations: int = 300, out: Path | None = None, seed: int = 0,
-              workers: int = 1) -> None:
-    """Train an ARS expert for a Gymnasium MuJoCo env; the best policy goes to `out`
-    (default runs/ars/<name>.npz; the committed experts live in gato/experts/weights/)."""
-    out = Path(out) if out else Path("runs/ars") / f"{env.split('-')[0].lower()}.npz"
-    _, meta = train_ars(env, iterations, seed=seed, workers=workers, out=out)
-    print(f"best: eval return {meta['eval_return']:.1f} at iteration {meta.get('iterations')} -> {out}")

@@ -89,7 +89,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                          checkpoint_every=5000, workers=4),
     # Minutes on a laptop CPU.
     "tiny": TrainConfig(),
-    # The shipped gato-tiny (checkpoints/gato-tiny): the demo suite (gato/demo.py SUITE, 50 noise-
+    # The shipped gato-tiny (checkpoints/gato-tiny): the demo suite (gato/suites.py DEMO, 50 noise-
     # injected episodes a task: `gato collect --noise auto`) with the vision-language sets and text,
     # episode-start windows, action-balanced tasks and Gaussian-histogram targets (docs/quality.md).
     "gato-tiny": TrainConfig(steps=4000, batch_size=16, context=512, warmup=150, data="data/suite",

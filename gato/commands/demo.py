@@ -66,8 +66,8 @@ def demo(out: Path = Path("runs/demo"), tasks: tuple[str, ...] = SUITE, episodes
     """
     from gato.commands.data import collect
     from gato.commands.evaluate import evaluate
-    from gato.training import checkpoint as ckpt
     from gato.commands.train import train
+    from gato.training import checkpoint as ckpt
 
     out = Path(out)
     data, model, report = out / "data", out / "model", out / "eval"
@@ -104,7 +104,7 @@ def demo(out: Path = Path("runs/demo"), tasks: tuple[str, ...] = SUITE, episodes
     return results
 
 
-SHIPPED_RESULTS = Path(__file__).resolve().parent.parent / "checkpoints" / "gato-tiny" / "report" / "results.json"
+SHIPPED_RESULTS = Path(__file__).resolve().parents[2] / "checkpoints" / "gato-tiny" / "report" / "results.json"
 
 
 def beside_shipped(results: dict, shipped: Path = SHIPPED_RESULTS) -> None:

@@ -1,0 +1,36 @@
+"""`gato inspect`: a training sequence as a table, so anyone can see what the model sees
+(gato/inspection.py decodes and formats the positions)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gato.inspection import format_sequence
+from gato.tokenization.vocab import Kind
+
+
+def inspect(source: str = "toy/find-square", start: int = 0, count: int = 64, seed: int = 0,
+            context: int = 1024, preset: str = "gato-tiny") -> str:
+    """Print a training sequence as a table: position, kind, id, decoded value, local position, loss mask.
+
+    Args:
+        source: which data source to sample from (see the list printed for an unknown name).
+        start: first position to print.
+        count: number of positions to print.
+        seed: sampling seed.
+        context: sequence length to sample.
+        preset: model preset whose token map is used.
+    """
+    from gato.config import get_preset
+    from gato.data import synthetic
+    from gato.tokenization.text import TextTokenizer
+
+    tm, text = get_preset(preset).token_map, TextTokenizer.default()
+    srcs = {s.name: s for s in synthetic.sources(tm, text, seed=seed)}
+    if source not in srcs:
+        raise ValueError(f"unknown source {source!r}; valid sources: {', '.join(srcs)}")
+    seq = srcs[source].sample(np.random.default_rng(seed), context)
+    table = format_sequence(seq, tm, text, start, count)
+    n_img = int((seq.kinds == Kind.IMAGE).sum())
+    print(f"{source}: {len(seq)} positions ({n_img} image patches, {int(seq.loss_mask.sum())} targets)\n{table}")
+    return table
