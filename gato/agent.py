@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from gymnasium.spaces import Discrete, MultiDiscrete
 
 from gato.data.episode import TaskSpec
 from gato.data.layout import Sequence
@@ -277,13 +278,9 @@ def check_action_space(spec: TaskSpec, tm) -> list[tuple[int, int]]:
         ranges = spaces.token_ranges(spec.action_space, tm)
     except TypeError as e:
         raise ValueError(f"{spec.name}: the agent cannot act in {spec.action_space}: {e}") from None
-    S = spaces.spaces
-    leaves = [spec.action_space]
-    while leaves:
-        sp = leaves.pop()
-        if isinstance(sp, (S.Dict, S.Tuple)):
-            leaves += list(sp.spaces.values()) if isinstance(sp, S.Dict) else list(sp.spaces)
-        elif isinstance(sp, (S.Discrete, S.MultiDiscrete)) and np.max(getattr(sp, "nvec", getattr(sp, "n", 0))) > tm.num_discrete:
-            raise ValueError(f"{spec.name}: action space {sp} has more than the token map's "
+    for _, leaf in spaces.leaves(spec.action_space):
+        n = getattr(leaf, "nvec", getattr(leaf, "n", 0)) if isinstance(leaf, (Discrete, MultiDiscrete)) else 0
+        if np.max(n) > tm.num_discrete:
+            raise ValueError(f"{spec.name}: action space {leaf} has more than the token map's "
                              f"{tm.num_discrete} discrete values per token")
     return ranges

@@ -93,7 +93,7 @@ class EpisodeLayout:
         self.spec, self.tm, self.text = spec, tm, text
         self.max_local = max_local_positions
         self.num_action_tokens = len(spaces.token_ranges(spec.action_space, tm)) \
-            if not _has_text(spec.action_space) else None
+            if not spaces.has_text(spec.action_space) else None
 
     def timestep(self, obs, act, where: str = "", executed=None) -> Sequence:
         """[observation, '|', action]. With `executed` (the action the environment really ran,
@@ -126,8 +126,8 @@ class EpisodeLayout:
         out = []
         for t, (o, a) in enumerate(zip(episode.observations, episode.actions)):
             try:
-                out.append(_count(self.spec.observation_space, o, self.text) + 1 +
-                           (act if act is not None else _count(self.spec.action_space, a, self.text)))
+                out.append(spaces.token_count(self.spec.observation_space, o, self.text) + 1 +
+                           (act if act is not None else spaces.token_count(self.spec.action_space, a, self.text)))
             except Exception:  # a malformed step: tokenizing it raises the error naming it
                 out.append(len(self.timestep(o, a, f" at step {t}")))
         return np.array(out, np.int64)
@@ -181,28 +181,3 @@ def image_text(pairs: list[tuple], tm: TokenMap) -> Sequence:
                   Sequence.from_tokens(Tokens.of(ids[:n], Kind.TEXT), loss=False),
                   Sequence.from_tokens(Tokens.of(ids[n:], Kind.TEXT), loss=True)]
     return Sequence.concat(parts)
-
-
-def _has_text(space) -> bool:
-    if isinstance(space, spaces.spaces.Text):
-        return True
-    subs = getattr(space, "spaces", None)
-    subs = subs.values() if isinstance(subs, dict) else (subs or ())
-    return any(_has_text(s) for s in subs)
-
-
-def _count(space, x, text) -> int:
-    """Number of tokens `encode(space, x)` produces (images: patches, not pixels)."""
-    S = spaces.spaces
-    if isinstance(space, S.Text):
-        return len(text.encode(x)) if text is not None else 0
-    if isinstance(space, S.Dict):
-        return sum(_count(space.spaces[k], x[k], text) for k in space.spaces)
-    if isinstance(space, S.Tuple):
-        return sum(_count(s, v, text) for s, v in zip(space.spaces, x))
-    if spaces.is_image_space(space):
-        r, c = images.grid_shape(space.shape[0], space.shape[1])
-        return r * c
-    if isinstance(space, S.Discrete):
-        return 1
-    return int(np.prod(space.shape))

@@ -42,37 +42,6 @@ def load_scores(path: Path | None = None) -> dict[str, dict]:
     return data["tasks"]
 
 
-def modalities(space) -> str:
-    """A short description of what a space holds, e.g. 'discrete 148 + text' or 'image 64x64x3'."""
-    from gymnasium import spaces as S
-
-    from gato.tokenization.spaces import is_integer_box, is_image_space
-
-    parts: dict[str, int] = {}
-    images: list[str] = []
-
-    def walk(sp):
-        if isinstance(sp, S.Dict):
-            for k in sorted(sp.spaces):
-                walk(sp.spaces[k])
-        elif isinstance(sp, S.Tuple):
-            for s in sp.spaces:
-                walk(s)
-        elif isinstance(sp, S.Text):
-            parts["text"] = 0
-        elif is_image_space(sp):
-            images.append("x".join(map(str, sp.shape)))
-        elif isinstance(sp, S.Discrete) or isinstance(sp, (S.MultiDiscrete, S.MultiBinary)) or (
-                isinstance(sp, S.Box) and is_integer_box(sp)):
-            parts["discrete"] = parts.get("discrete", 0) + int(np.prod(getattr(sp, "shape", ()) or (1,)))
-        else:
-            parts["continuous"] = parts.get("continuous", 0) + int(np.prod(sp.shape))
-
-    walk(space)
-    out = [f"image {i}" for i in images] + [f"{k} {n}" if n else k for k, n in parts.items()]
-    return " + ".join(out)
-
-
 def measure(args: tuple[str, str, int, int]) -> tuple[str, str, dict, dict]:
     from gato.envs import get_task
 
@@ -85,6 +54,7 @@ def measure(args: tuple[str, str, int, int]) -> tuple[str, str, dict, dict]:
 
 def _measure_one(task, who: str, episodes: int, seed: int) -> tuple[str, str, dict, dict]:
     from gato.rollout import RandomPolicy, run_episode
+    from gato.tokenization.spaces import describe
 
     name = task.name
     env = task.make(sticky=True)  # evaluation conditions (sticky actions where the domain has them)
@@ -103,7 +73,7 @@ def _measure_one(task, who: str, episodes: int, seed: int) -> tuple[str, str, di
         succ.append(r.success)
     if not rets:
         raise RuntimeError(f"all {episodes} episodes failed")
-    spaces = {"observation": modalities(env.observation_space), "action": modalities(env.action_space)}
+    spaces = {"observation": describe(env.observation_space), "action": describe(env.action_space)}
     env.close()
     out = {"mean": float(np.mean(rets)), "std": float(np.std(rets)), "episodes": len(rets),
            "seconds": round(time.perf_counter() - t0, 1)}

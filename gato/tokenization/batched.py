@@ -13,8 +13,8 @@ import numpy as np
 from gymnasium import spaces
 
 from gato.tokenization import continuous, images
-from gato.tokenization.spaces import (_NO_PATCH_POS, _NO_PATCHES, ACTION, OBSERVATION, Tokens, _continuous_transform,
-                                      _decode, _int_box_span, is_image_space, is_integer_box, token_ranges)
+from gato.tokenization.spaces import (NO_PATCH_POS, NO_PATCHES, OBSERVATION, Tokens, box_values, continuous_transform,
+                                      decode, int_box_span, is_image_space, is_integer_box, token_ranges)
 from gato.tokenization.vocab import Kind, TokenMap
 
 
@@ -35,7 +35,7 @@ class BatchTokens:
     def of(ids: np.ndarray, kind: Kind) -> "BatchTokens":
         ids = ids.reshape(len(ids), -1)
         return BatchTokens(ids, np.full(ids.shape[1], kind, np.uint8),
-                           np.zeros((len(ids), 0, *_NO_PATCHES.shape[1:]), np.float32), _NO_PATCH_POS)
+                           np.zeros((len(ids), 0, *NO_PATCHES.shape[1:]), np.float32), NO_PATCH_POS)
 
     @staticmethod
     def concat(parts: list["BatchTokens"]) -> "BatchTokens":
@@ -112,9 +112,9 @@ def _(space: spaces.Box, xs, tm, role):
                            images.patch_positions(*images.grid_shape(space.shape[0], space.shape[1])))
     if is_integer_box(space):
         return _discrete_batch(_stacked(xs, space.shape, True) - np.asarray(space.low, np.int64),
-                               _int_box_span(space, tm), tm)
+                               int_box_span(space, tm), tm)
     arr = _stacked(xs, space.shape, False)
-    compand, offset, scale = _continuous_transform(space, role)
+    compand, offset, scale = continuous_transform(space, role)
     flat = arr.astype(np.float64).reshape(len(xs), -1)
     if not np.isfinite(flat).all():
         raise _PerRow
@@ -154,7 +154,7 @@ def decode_batch(space: spaces.Space, ids: np.ndarray, tm: TokenMap) -> list:
 
 @singledispatch
 def _decode_batch(space, ids, tm) -> list:
-    return [_decode(space, row, tm) for row in ids]
+    return [decode(space, row, tm) for row in ids]
 
 
 @_decode_batch.register
@@ -164,15 +164,14 @@ def _(space: spaces.Discrete, ids, tm):
 
 @_decode_batch.register(spaces.MultiDiscrete)
 @_decode_batch.register(spaces.MultiBinary)
-@_decode_batch.register(spaces.Box)
 def _(space, ids, tm):
-    if isinstance(space, spaces.Box) and not is_integer_box(space):
-        compand, offset, scale = _continuous_transform(space, ACTION)
-        y = continuous.from_bins(ids - tm.continuous_start, tm.num_bins)
-        y = np.where(compand, continuous.inverse_mu_law(y), y) * scale + offset
-        return _rows(np.clip(y.reshape(len(ids), *space.shape), space.low, space.high).astype(space.dtype))
-    low = space.low if isinstance(space, spaces.Box) else getattr(space, "start", 0)
-    return _rows(((ids - tm.discrete_start).reshape(len(ids), *space.shape) + low).astype(space.dtype))
+    return _rows(((ids - tm.discrete_start).reshape(len(ids), *space.shape) + getattr(space, "start", 0))
+                 .astype(space.dtype))
+
+
+@_decode_batch.register
+def _(space: spaces.Box, ids, tm):
+    return _rows(box_values(space, ids, tm))
 
 
 def _rows(arr: np.ndarray) -> list[np.ndarray]:

@@ -45,7 +45,7 @@ class Tokens:
     @staticmethod
     def of(ids: np.ndarray, kind: Kind) -> "Tokens":
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        return Tokens(ids, np.full(len(ids), kind, np.uint8), _NO_PATCHES, _NO_PATCH_POS)
+        return Tokens(ids, np.full(len(ids), kind, np.uint8), NO_PATCHES, NO_PATCH_POS)
 
     @staticmethod
     def concat(parts: list["Tokens"]) -> "Tokens":
@@ -57,10 +57,10 @@ class Tokens:
                       np.concatenate([p.patch_pos for p in parts]))
 
 
-_NO_PATCHES = np.zeros((0, images.PATCH, images.PATCH, images.CHANNELS), np.float32)
-_NO_PATCH_POS = np.zeros((0, 4), np.int16)
-_NO_PATCHES.setflags(write=False)
-_NO_PATCH_POS.setflags(write=False)
+NO_PATCHES = np.zeros((0, images.PATCH, images.PATCH, images.CHANNELS), np.float32)
+NO_PATCH_POS = np.zeros((0, 4), np.int16)
+NO_PATCHES.setflags(write=False)
+NO_PATCH_POS.setflags(write=False)
 
 
 # ---------------------------------------------------------------- classification of Box spaces
@@ -76,14 +76,14 @@ def is_integer_box(space: spaces.Box) -> bool:
     return np.issubdtype(space.dtype, np.integer) or space.dtype == np.bool_
 
 
-def _int_box_span(space: spaces.Box, tm: TokenMap) -> np.ndarray:
+def int_box_span(space: spaces.Box, tm: TokenMap) -> np.ndarray:
     """high - low + 1 per element, capped at num_discrete. Computed in float64: with int64 or
     uint64 bounds (Box(0, 2**63 - 1)) the integer difference overflows."""
     span = np.asarray(space.high, np.float64) - np.asarray(space.low, np.float64) + 1.0
     return np.minimum(span, tm.num_discrete).astype(np.int64)
 
 
-def _continuous_transform(space: spaces.Box, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def continuous_transform(space: spaces.Box, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per element: (mask of mu-law companded elements, affine offset, affine scale).
 
     A value v becomes (v - offset) / scale before binning (scale 1, offset 0 = unchanged)."""
@@ -98,6 +98,63 @@ def _continuous_transform(space: spaces.Box, role: str) -> tuple[np.ndarray, np.
     else:
         compand = ~((low >= -1.0) & (high <= 1.0))
     return compand, offset, scale
+
+
+def leaves(space: spaces.Space, path: tuple = ()) -> list[tuple[tuple, spaces.Space]]:
+    """(path, leaf space) in token order: Dict keys sorted, Tuple items in order."""
+    if isinstance(space, spaces.Dict):
+        return [x for k in sorted(space.spaces) for x in leaves(space.spaces[k], path + (k,))]
+    if isinstance(space, spaces.Tuple):
+        return [x for i, s in enumerate(space.spaces) for x in leaves(s, path + (i,))]
+    return [(path, space)]
+
+
+def modality(leaf: spaces.Space, role: str = OBSERVATION) -> str:
+    """How a leaf space is tokenized: 'text', 'image', 'discrete' or 'continuous' (TypeError for
+    a space type the tokenizer does not know)."""
+    if isinstance(leaf, spaces.Text):
+        return "text"
+    if isinstance(leaf, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
+        return "discrete"
+    if isinstance(leaf, spaces.Box):
+        if role == OBSERVATION and is_image_space(leaf):
+            return "image"
+        return "discrete" if is_integer_box(leaf) else "continuous"
+    raise TypeError(f"unsupported space type {type(leaf).__name__} ({leaf})")
+
+
+def describe(space: spaces.Space) -> str:
+    """What a space holds, e.g. 'discrete 148 + text' or 'image 64x64x3' (`gato tasks`)."""
+    counts: dict[str, int] = {}
+    images_: list[str] = []
+    for _, leaf in leaves(space):
+        kind = modality(leaf)
+        if kind == "image":
+            images_.append("x".join(map(str, leaf.shape)))
+        else:
+            counts[kind] = counts.get(kind, 0) + (0 if kind == "text" else int(np.prod(leaf.shape or (1,))))
+    return " + ".join([f"image {i}" for i in images_] + [f"{k} {n}" if n else k for k, n in counts.items()])
+
+
+def has_text(space: spaces.Space) -> bool:
+    return any(isinstance(leaf, spaces.Text) for _, leaf in leaves(space))
+
+
+def token_count(space: spaces.Space, x: Any, text=None) -> int:
+    """How many tokens `encode(space, x)` gives (an image: its patches), without encoding."""
+    total = 0
+    for path, leaf in leaves(space):
+        kind = modality(leaf)
+        if kind == "text":
+            value = x
+            for key in path:
+                value = value[key]
+            total += len(text.encode(value)) if text is not None else 0
+        elif kind == "image":
+            total += int(np.prod(images.grid_shape(leaf.shape[0], leaf.shape[1])))
+        else:
+            total += int(np.prod(leaf.shape))
+    return total
 
 
 # ---------------------------------------------------------------- encode
@@ -175,10 +232,10 @@ def _(space: spaces.Box, x, tm, role, text, name) -> Tokens:
     if is_integer_box(space):
         arr = _as_int_array(arr, name)
         low = np.asarray(space.low, np.int64)
-        return _discrete_tokens(arr - low, _int_box_span(space, tm), tm, name)
+        return _discrete_tokens(arr - low, int_box_span(space, tm), tm, name)
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{name}: expected numeric values, got dtype {arr.dtype}")
-    compand, offset, scale = _continuous_transform(space, role)
+    compand, offset, scale = continuous_transform(space, role)
     flat = arr.astype(np.float64).reshape(-1)
     continuous.check_finite(flat, name)
     y = (flat - offset) / scale
@@ -233,21 +290,50 @@ def num_tokens(space: spaces.Space) -> int:
 def token_ranges(space: spaces.Space, tm: TokenMap) -> list[tuple[int, int]]:
     """Valid id range [lo, hi) of each token of an action: sampling restricted to these ids
     always decodes to a valid action."""
-    if isinstance(space, spaces.Discrete):
-        return [(tm.discrete_start, tm.discrete_start + min(int(space.n), tm.num_discrete))]
-    if isinstance(space, (spaces.MultiDiscrete, spaces.MultiBinary)):
-        n = space.nvec.reshape(-1) if isinstance(space, spaces.MultiDiscrete) else [2] * int(np.prod(space.shape))
-        return [(tm.discrete_start, tm.discrete_start + min(int(k), tm.num_discrete)) for k in n]
-    if isinstance(space, spaces.Box) and not is_image_space(space):
-        if is_integer_box(space):
-            return [(tm.discrete_start, tm.discrete_start + int(k))
-                    for k in _int_box_span(space, tm).reshape(-1)]
-        return [tm.continuous_range()] * int(np.prod(space.shape))
-    if isinstance(space, spaces.Dict):
-        return [r for k in sorted(space.spaces) for r in token_ranges(space.spaces[k], tm)]
-    if isinstance(space, spaces.Tuple):
-        return [r for s in space.spaces for r in token_ranges(s, tm)]
+    return _token_ranges(space, tm)
+
+
+@singledispatch
+def _token_ranges(space, tm) -> list[tuple[int, int]]:
     raise TypeError(f"{space} has no fixed number of action tokens")
+
+
+def _discrete_ranges(n, tm: TokenMap) -> list[tuple[int, int]]:
+    return [(tm.discrete_start, tm.discrete_start + min(int(k), tm.num_discrete)) for k in n]
+
+
+@_token_ranges.register
+def _(space: spaces.Discrete, tm):
+    return _discrete_ranges([space.n], tm)
+
+
+@_token_ranges.register
+def _(space: spaces.MultiDiscrete, tm):
+    return _discrete_ranges(space.nvec.reshape(-1), tm)
+
+
+@_token_ranges.register
+def _(space: spaces.MultiBinary, tm):
+    return _discrete_ranges([2] * int(np.prod(space.shape)), tm)
+
+
+@_token_ranges.register
+def _(space: spaces.Box, tm):
+    if is_image_space(space):
+        raise TypeError(f"{space} is an image: it has no fixed number of action tokens")
+    if is_integer_box(space):
+        return _discrete_ranges(int_box_span(space, tm).reshape(-1), tm)
+    return [tm.continuous_range()] * int(np.prod(space.shape))
+
+
+@_token_ranges.register
+def _(space: spaces.Dict, tm):
+    return [r for k in sorted(space.spaces) for r in _token_ranges(space.spaces[k], tm)]
+
+
+@_token_ranges.register
+def _(space: spaces.Tuple, tm):
+    return [r for s in space.spaces for r in _token_ranges(s, tm)]
 
 
 def decode(space: spaces.Space, ids: np.ndarray, tm: TokenMap, *, text=None) -> Any:
@@ -289,12 +375,18 @@ def _(space: spaces.MultiBinary, ids, tm):
 
 @_decode.register
 def _(space: spaces.Box, ids, tm):
+    return box_values(space, ids[None], tm).reshape(space.shape)
+
+
+def box_values(space: spaces.Box, ids: np.ndarray, tm: TokenMap) -> np.ndarray:
+    """Action ids (N, tokens) of a Box -> N values (N, *shape) of its dtype, within its bounds."""
+    N = len(ids)
     if is_integer_box(space):
-        return ((ids - tm.discrete_start).reshape(space.shape) + space.low).astype(space.dtype)
-    compand, offset, scale = _continuous_transform(space, ACTION)
+        return ((ids - tm.discrete_start).reshape(N, *space.shape) + space.low).astype(space.dtype)
+    compand, offset, scale = continuous_transform(space, ACTION)
     y = continuous.from_bins(ids - tm.continuous_start, tm.num_bins)
     y = np.where(compand, continuous.inverse_mu_law(y), y) * scale + offset
-    return np.clip(y.reshape(space.shape), space.low, space.high).astype(space.dtype)
+    return np.clip(y.reshape(N, *space.shape), space.low, space.high).astype(space.dtype)
 
 
 @_decode.register

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from gymnasium import spaces
 
 from gato.data.episode import Episode, TaskSpec
-from gato.tokenization.spaces import is_image_space, is_integer_box
+from gato.tokenization.spaces import ACTION, OBSERVATION, is_image_space, leaves, modality
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "test", "dagger")  # dagger: learner-visited states labelled by the expert
@@ -98,29 +98,18 @@ def _is_image(space: spaces.Box) -> bool:
     return is_image_space(space) or (space.dtype == np.uint8 and len(s) == 3 and min(s[:2]) >= 16)
 
 
-def _leaves(space: gym.Space, path: tuple = ()) -> list[tuple[tuple, gym.Space]]:
-    """Leaf spaces in tokenizer order: Dict keys sorted, Tuple in order."""
-    if isinstance(space, spaces.Dict):
-        return [x for k in sorted(space.spaces) for x in _leaves(space.spaces[k], path + (k,))]
-    if isinstance(space, spaces.Tuple):
-        return [x for i, s in enumerate(space.spaces) for x in _leaves(s, path + (i,))]
-    return [(path, space)]
-
-
 def _layout(space: gym.Space, observation: bool) -> dict[str, list[tuple[tuple, gym.Space]]]:
     """Leaves grouped by column kind (text, image, discrete, continuous)."""
     out: dict[str, list] = {}
-    for path, leaf in _leaves(space):
-        if isinstance(leaf, spaces.Text):
-            if not observation:
-                raise ValueError(f"Text actions cannot be stored ({space})")
-            kind = TEXT
-        elif isinstance(leaf, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
-            kind = DISCRETE
-        elif isinstance(leaf, spaces.Box):
-            kind = IMAGE if observation and _is_image(leaf) else DISCRETE if is_integer_box(leaf) else CONTINUOUS
-        else:
-            raise TypeError(f"cannot store space type {type(leaf).__name__} ({leaf})")
+    for path, leaf in leaves(space):
+        try:
+            kind = modality(leaf, OBSERVATION if observation else ACTION)
+        except TypeError:
+            raise TypeError(f"cannot store space type {type(leaf).__name__} ({leaf})") from None
+        if kind == TEXT and not observation:
+            raise ValueError(f"Text actions cannot be stored ({space})")
+        if kind == DISCRETE and observation and isinstance(leaf, spaces.Box) and _is_image(leaf):
+            kind = IMAGE
         out.setdefault(kind, []).append((path, leaf))
     for kind in (TEXT, IMAGE):
         if len(out.get(kind, [])) > 1:
