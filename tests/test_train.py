@@ -391,3 +391,23 @@ def test_a_checkpoint_from_before_a_new_field_resumes_with_its_default(tmp_path)
     del meta["train"]["max_episodes"], meta["train"]["init"]  # as written by an older version
     meta_file.write_text(json.dumps(meta))
     assert train(tmp_path / "run", resume=True, steps=3, progress=False)["step"] == 3
+
+
+def test_every_training_field_is_a_documented_flag_of_train():
+    """`gato train` sets any TrainConfig field (one source of truth: a new field without a flag
+    fails here), each flag defaults to None (= the recipe's value) and says what it does."""
+    import inspect
+
+    params = inspect.signature(train).parameters
+    for f in dataclasses.fields(TrainConfig):
+        assert f.name in params, f"TrainConfig.{f.name} cannot be set from `gato train`"
+        assert params[f.name].default is None, f"--{f.name} must default to the recipe's value"
+        assert f"\n        {f.name}: " in train.__doc__, f"--{f.name} has no help text"
+
+
+def test_fields_once_missing_from_the_cli_reach_the_saved_config(tmp_path):
+    train(tmp_path / "run", steps=1, batch_size=2, context=32, warmup=1, checkpoint_every=1, grad_clip=0.5,
+          betas=(0.8, 0.9), prompt_tokens=8, final_lr_ratio=0.5, max_episodes=0, progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (saved["grad_clip"], saved["betas"], saved["prompt_tokens"], saved["final_lr_ratio"]) == \
+        (0.5, [0.8, 0.9], 8, 0.5)

@@ -26,7 +26,10 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           workers: int | None = None, precision: Literal["auto", "bf16", "fp32"] | None = None,
           init: str | None = None, start_prob: float | None = None, task_balance: float | None = None,
           target_sigma: float | None = None, min_return: float | None = None, prompt_prob: float | None = None,
-          weight_decay: float | None = None, keep_checkpoints: int | None = None, eval_every: int = 0, eval_tasks: tuple[str, ...] = (),
+          weight_decay: float | None = None, keep_checkpoints: int | None = None, max_episodes: int | None = None,
+          final_lr_ratio: float | None = None, betas: tuple[float, float] | None = None, eps: float | None = None,
+          grad_clip: float | None = None, prompt_tokens: int | None = None,
+          eval_every: int = 0, eval_tasks: tuple[str, ...] = (),
           eval_episodes: int = 4, resume: bool = False, allow_data_change: bool = False, device: str = "auto",
           max_minutes: float | None = None, timeout_s: float = 600.0, progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
@@ -68,6 +71,12 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         prompt_prob: share of control windows prepended with a demonstration prompt.
         weight_decay: AdamW weight decay of the matrices.
         keep_checkpoints: newest checkpoints kept in OUT (older ones are deleted as training goes).
+        max_episodes: at most this many training episodes per task (few-shot); 0: all.
+        final_lr_ratio: the cosine schedule ends at this fraction of the peak learning rate.
+        betas: AdamW's (beta1, beta2).
+        eps: AdamW's epsilon.
+        grad_clip: clip the global gradient norm to this.
+        prompt_tokens: tokens of a demonstration prompt (0: a quarter of the context).
         eval_every: every this many steps (at a checkpoint), evaluate EVAL_TASKS and add a point to
             OUT/curve.json (normalised score against tokens); 0: never.
         eval_tasks: the learning curve's fixed task subset (default: the training tasks, up to 8).
@@ -87,18 +96,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         tasks = with_suite(tuple(tasks or ()), suite)
     if recipe not in TRAIN_PRESETS:
         raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(TRAIN_PRESETS)}")
-    overrides = {k: v for k, v in dict(preset=preset, steps=steps, batch_size=batch_size, lr=lr,
-                                       context=context, seed=seed, data=data, warmup=warmup,
-                                       log_every=log_every, checkpoint_every=checkpoint_every,
-                                       tokenizer=tokenizer, tasks=tasks, vl_sets=vl_sets,
-                                       vl_weight=vl_weight, grad_accum=grad_accum,
-                                       parallel=parallel, activation_checkpointing=activation_checkpointing,
-                                       compile=compile, workers=workers, precision=precision, init=init,
-                                       start_prob=start_prob, task_balance=task_balance,
-                                       target_sigma=target_sigma, min_return=min_return,
-                                       prompt_prob=prompt_prob, weight_decay=weight_decay,
-                                       keep_checkpoints=keep_checkpoints).items()
-                 if v is not None}
+    given = locals()
+    overrides = {f.name: given[f.name] for f in dataclasses.fields(TrainConfig) if given[f.name] is not None}
     cfg = _resumed_config(Path(out), overrides) if resume else None
     cfg = cfg or dataclasses.replace(TRAIN_PRESETS[recipe], **overrides)
     on_save = None
