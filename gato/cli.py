@@ -28,7 +28,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("finetune",): ("gato.commands.finetune:finetune", "fine-tune a checkpoint on a few demonstrations of a task"),
     ("dagger",): ("gato.commands.dagger:dagger", "DAgger rounds: learner rollouts labelled by the experts, more training"),
     ("experts", "train-ars"): ("gato.commands.experts:ars_train", "train a linear ARS locomotion expert (MuJoCo)"),
-    ("tokenizer", "train"): ("gato.tokenization.text:tokenizer_train", "train a SentencePiece text tokenizer offline"),
+    ("tokenizer", "train"): ("gato.commands.tokenizer:tokenizer_train", "train a SentencePiece text tokenizer offline"),
     ("bench", "train"): ("gato.commands.bench.training:bench_train", "training throughput vs a bare transformer"),
     ("bench", "act"): ("gato.commands.bench.acting:bench_act", "actions/s with the KV cache vs recomputing the window"),
     ("bench", "eval"): ("gato.commands.bench.acting:bench_eval", "evaluation steps/s with N environments batched vs one"),

@@ -12,10 +12,10 @@ import tyro
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from gato.commands.tokenizer import tokenizer_train
 from gato.tokenization.text import (
     TextTokenizer,
     build_default_corpus,
-    tokenizer_train,
     train_tokenizer,
 )
 

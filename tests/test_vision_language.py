@@ -12,10 +12,11 @@ from PIL import Image
 
 from gato.data import vision_language as vl
 from gato.commands.data import collect
+from gato.commands.tokenizer import tokenizer_train
 from gato.data.datasets import find_tasks
 from gato.data.vision_language import QA, Caption, vqa_ids, vqa_prompt
 from gato.data.vl_formats import (read_coco, read_documents, read_vqa, write_coco, write_jsonl, write_vqa)
-from gato.tokenization.text import TextTokenizer, tokenizer_train
+from gato.tokenization.text import TextTokenizer
 from gato.tokenization.vocab import Kind, TokenMap
 
 
