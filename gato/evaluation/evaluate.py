@@ -3,13 +3,13 @@ it against the reference scores (expert-normalised, per domain, Figure 5)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from gato.data.episode import TaskSpec
 from gato.evaluation.metrics import summarize, threshold_curve
+from gato.io import atomic_write
 from gato.prompts import task_prompt
 
 RESULTS_VERSION = 1
@@ -84,9 +84,7 @@ def record_video(model, text, task, out: Path, *, seed: int = 0, data: Path | No
     ret, steps = r.ret, r.length
     keep = np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int)
     images = [Image.fromarray(np.asarray(frames[i], np.uint8)) for i in keep]
-    out.mkdir(parents=True, exist_ok=True)
     path = out / f"{task.name.replace('/', '-')}-seed{seed}.gif"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.gif")
-    images[0].save(tmp, save_all=True, append_images=images[1:], duration=40, loop=0)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=40, loop=0))
     return {"task": task.name, "return": ret, "steps": steps, "video": str(path)}

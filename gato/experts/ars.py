@@ -18,7 +18,6 @@ the policy is evaluated and, when it is the best so far, written atomically to t
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+
+from gato.io import atomic_write
 
 
 @dataclass(frozen=True)
@@ -94,18 +95,29 @@ class RunningStat:
         return np.where(std < 1e-8, 1.0, std)  # constant components: left as they are
 
 
+class _Acting:
+    """A LinearPolicy as a policy of the one rollout loop (gato.rollout)."""
+
+    def __init__(self, policy: LinearPolicy, space: gym.spaces.Box):
+        self.policy, self.low, self.high = policy, space.low, space.high
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def __call__(self, observation):
+        return self.policy.act(observation, self.low, self.high)
+
+
 def rollout(env: gym.Env, policy: LinearPolicy, horizon: int, shift: float, seed: int):
     """One episode: (return with `shift` subtracted per step, steps, (n, mean, m2) of its states)."""
-    obs, _ = env.reset(seed=int(seed))
-    low, high = env.action_space.low, env.action_space.high
-    total, states = 0.0, []
-    for _ in range(horizon):
-        states.append(obs)
-        obs, reward, terminated, truncated, _ = env.step(policy.act(obs, low, high))
-        total += reward - shift
-        if terminated or truncated:
-            break
-    s = np.asarray(states, np.float64)
+    from gato.envs.registry import Task
+    from gato.rollout import run_episode
+
+    task = Task(f"ars/{env.spec.id if env.spec else type(env).__name__}", make_env=lambda **_: env,
+                make_expert=lambda e: None, expert_kind="trained", max_steps=horizon)
+    ep = run_episode(task, env, _Acting(policy, env.action_space), seed=int(seed)).episode
+    total = float(np.sum(ep.rewards, dtype=np.float64)) - shift * len(ep.rewards)
+    s = np.asarray(ep.observations, np.float64)
     mean = s.mean(0)
     return total, len(s), (len(s), mean, ((s - mean) ** 2).sum(0))
 
@@ -129,13 +141,12 @@ def evaluate(env_id: str, policy: LinearPolicy, config: ARSConfig, map_fn=map) -
 
 def save_weights(path: Path, policy: LinearPolicy, env_id: str, config: ARSConfig, **meta) -> None:
     """Write the policy and its provenance atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, M=policy.M, mean=policy.mean, std=policy.std, env_id=np.array(env_id),
-                 config=np.array(json.dumps(asdict(config))), **{k: np.array(v) for k, v in meta.items()})
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a path
+            np.savez(f, M=policy.M, mean=policy.mean, std=policy.std, env_id=np.array(env_id),
+                     config=np.array(json.dumps(asdict(config))), **{k: np.array(v) for k, v in meta.items()})
+
+    atomic_write(path, write)
 
 
 def load_weights(path) -> tuple[LinearPolicy, dict]:

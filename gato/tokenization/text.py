@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pydoc_data.topics
 import sentencepiece as spm
+
+from gato.io import atomic_write
 
 MIN_VOCAB = 300  # unk + EOS + 256 byte pieces, and some room for real pieces
 META = "\u2581"  # SentencePiece's space marker: a literal one in the text must go as bytes
@@ -104,16 +105,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_path: Path) -> Pa
         raise ValueError(f"cannot train a vocabulary of {vocab_size} on {chars} characters "
                          f"({len(lines)} lines): {e}") from e
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.getvalue())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)  # atomic: readers never see a partial model
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(out_path, lambda tmp: tmp.write_bytes(model.getvalue()))  # readers never see a partial model
     return out_path
 
 

@@ -91,16 +91,17 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
                rounds: int = 3, device: str = "auto", json: bool = False) -> dict:
     """Environment steps/s of lock-step evaluation with N environments vs one, same task and model.
 
-    An untrained model on MountainCar never reaches the flag, so every episode has the same
-    length on both sides and steps/s is proportional to episodes/s. Each round starts fresh
-    episodes on both sides (the same context lengths), one side after the other; the median
-    round is reported.
+    Both sides run the one rollout loop (gato.rollout.run), as `gato eval` does. An untrained
+    model on MountainCar never reaches the flag, so every episode lasts exactly `steps` steps
+    on both sides and steps/s is proportional to episodes/s. Each round starts fresh episodes on
+    both sides (the same context lengths), one side after the other; the median round is
+    reported.
 
     Args:
         preset: model preset.
         task: task to roll out.
         envs: environments stepped together.
-        steps: agent steps timed per side and round (after a warm-up step).
+        steps: agent steps per episode, timed per side and round.
         rounds: interleaved rounds (median).
         device: auto, cpu or cuda (each step reads the sampled actions back to the host, so
             the timing needs no extra synchronisation).
@@ -110,6 +111,7 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
     from gato.data.episode import TaskSpec
     from gato.envs import get_task
     from gato.model import Gato
+    from gato.rollout import run
 
     dev = resolve_device(device)
     cfg = get_preset(preset)
@@ -118,22 +120,17 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
     t = get_task(task)
 
     def rate(n: int) -> float:
+        """Steps/s of the one rollout loop (gato.rollout.run) over n episodes of `steps` steps each."""
         environments = [t.make() for _ in range(n)]
         spec = TaskSpec(t.name, environments[0].observation_space, environments[0].action_space)
         agent = GatoAgent(model, spec, n, device=dev)
-        obs = [e.reset(seed=i)[0] for i, e in enumerate(environments)]
-        start = None
-        for k in range(steps + 1):
-            if k == 1:
-                start = time.perf_counter()
-            actions = agent.act(obs)
-            for r, (e, a) in enumerate(zip(environments, actions)):
-                o, _, term, trunc, _ = e.step(a)
-                if term or trunc:
-                    o, _ = e.reset(seed=1000 + k)
-                    agent.reset([r])
-                obs[r] = o
-        return n * steps / (time.perf_counter() - start)
+        start = time.perf_counter()
+        results = run(t, environments, agent, range(n), max_steps=steps, record=False)
+        elapsed = time.perf_counter() - start
+        if any(r.length != steps for r in results):
+            raise ValueError(f"{task}: an episode ended before {steps} steps; choose a task the untrained "
+                             "model cannot finish (control/mountaincar)")
+        return n * steps / elapsed
 
     rates = {1: [], envs: []}
     for _ in range(rounds):
