@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] in (["--version"], ["-V"]):
         from importlib.metadata import version
 
-        print(f"gato {version('gato')}")
+        print(f"gato {version('gato-agent')}")
         return
     key = next((k for k in sorted(COMMANDS, key=len, reverse=True) if tuple(argv[:len(k)]) == k), None)
     if key is None:
