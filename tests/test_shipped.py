@@ -33,7 +33,7 @@ def test_shipped_checkpoint_is_complete_small_and_matches_its_report():
 
 
 def test_shipped_checkpoint_plays_captions_answers_and_chats(tmp_path):
-    from gato.data.vision_language import make_scene
+    from gato.data.vl.builders import make_scene
     from gato.commands.evaluate import play
     from gato.commands.generate import caption, chat, vqa
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gato.data import vision_language as vl
 from gato.commands.data import collect
 from gato.commands.tokenizer import tokenizer_train
 from gato.data.datasets import find_tasks
-from gato.data.vision_language import QA, Caption, vqa_ids, vqa_prompt
-from gato.data.vl_formats import (read_coco, read_documents, read_vqa, write_coco, write_jsonl, write_vqa)
+from gato.data.vl import builders, sets
+from gato.data.vl.formats import (QA, Caption, most_common, read_coco, read_documents, read_vqa, write_coco,
+                                  write_jsonl, write_vqa)
+from gato.data.vl.sets import vqa_ids, vqa_prompt
 from gato.tokenization.text import TextTokenizer
 from gato.tokenization.vocab import Kind, TokenMap
 
@@ -39,14 +40,14 @@ def test_vqa_text_format_is_the_prompt_then_the_answer(text):
     ids, n = vqa_ids(text, " What colour is it? ", "red ")
     assert list(ids[:n]) == list(text.encode("Q: What colour is it? A:"))  # as `gato vqa` prompts
     assert ids[-1] == text.eos_id and text.decode(ids) == "Q: What colour is it? A: red"
-    assert vl.most_common(["two", "2", "2", "two", "2"]) == "2"
+    assert most_common(["two", "2", "2", "two", "2"]) == "2"
 
 
 def test_split_by_hash_is_stable_and_about_a_tenth_test():
-    splits = [vl.split_of(f"item/{i}") for i in range(5000)]
-    assert splits == [vl.split_of(f"item/{i}") for i in range(5000)]
+    splits = [builders.split_of(f"item/{i}") for i in range(5000)]
+    assert splits == [builders.split_of(f"item/{i}") for i in range(5000)]
     assert 0.08 < splits.count("test") / len(splits) < 0.12
-    assert [i for i in range(20) if vl.split_of(f"digits/{i}") == "test"] == [5, 10, 14]  # fixed across machines
+    assert [i for i in range(20) if builders.split_of(f"digits/{i}") == "test"] == [5, 10, 14]  # fixed across machines
 
 
 # ---------------------------------------------------------------- COCO
@@ -165,14 +166,14 @@ def test_corpus_builds_offline_and_the_tokenizer_round_trips_it(tmp_path, text):
     wordnet.mkdir()
     for pos in ("noun", "verb", "adj", "adv"):
         (wordnet / f"data.{pos}").write_text(WORDNET_DATA if pos == "noun" else "", encoding="utf-8")
-    glosses = vl.wordnet_glosses(wordnet)
+    glosses = builders.wordnet_glosses(wordnet)
     assert glosses == ['dog, domestic dog, Canis familiaris: a member of the genus Canis; "the dog barked all night"']
-    corpus = vl.text_corpus(wordnet=wordnet)
+    corpus = builders.text_corpus(wordnet=wordnet)
     docs = corpus["train"] + corpus["test"]
     assert glosses[0] in docs and len(docs) == len(set(docs)) and min(map(len, docs)) >= 32
     assert any("Iris plants dataset" in d for d in docs)  # scikit-learn's dataset descriptions
     assert 0.07 < len(corpus["test"]) / len(docs) < 0.13
-    assert vl.clean_text("  a  \n\n\n\nb \n") == "a\n\nb"
+    assert builders.clean_text("  a  \n\n\n\nb \n") == "a\n\nb"
     write_jsonl(tmp_path / "train.jsonl", corpus["train"][:400])
     model = tokenizer_train(tmp_path / "c.model", 500, [tmp_path / "train.jsonl"])
     tok = TextTokenizer.from_file(model)
@@ -184,7 +185,7 @@ def test_corpus_builds_offline_and_the_tokenizer_round_trips_it(tmp_path, text):
 # ---------------------------------------------------------------- offline sources
 
 def test_openmoji_renders_non_blank_emoji_with_captions():
-    got = vl.openmoji_captions(limit=6)
+    got = builders.openmoji_captions(limit=6)
     recs = got["train"] + got["test"]
     assert len(recs) == 6
     for r in recs:
@@ -198,50 +199,51 @@ def test_openmoji_renders_non_blank_emoji_with_captions():
 def test_digits_and_babyai_captions():
     from sklearn.datasets import load_digits
 
-    got = vl.digits_captions(limit=30)
+    got = builders.digits_captions(limit=30)
     recs = got["train"] + got["test"]
     assert len(recs) == 30 and recs[0].image.shape == (32, 32, 3)
     words = Counter(r.text.rsplit(" ", 1)[1] for r in recs)
-    target = Counter(vl.DIGIT_WORDS[t] for t in load_digits().target[:30])
+    target = Counter(builders.DIGIT_WORDS[t] for t in load_digits().target[:30])
     assert words == target
-    baby = vl.babyai_captions(limit=6)
+    baby = builders.babyai_captions(limit=6)
     frames = baby["train"] + baby["test"]
     assert len(frames) == 6 and all(r.image.shape[0] <= 64 and r.image.shape[1] <= 64 for r in frames)
     assert all(r.text.startswith(("go to ", "pick up ", "put ")) for r in frames)  # one of each level
-    assert [r.text for r in vl.babyai_captions(limit=6)["train"]] == [r.text for r in baby["train"]]
+    assert [r.text for r in builders.babyai_captions(limit=6)["train"]] == [r.text for r in baby["train"]]
 
 
 def test_scenes_hold_out_combinations_and_answer_correctly():
-    caps, qas = vl.scene_captions(limit=300, seed=1), vl.scene_qas(limit=300, seed=1)
+    caps, qas = builders.scene_captions(limit=300, seed=1), builders.scene_qas(limit=300, seed=1)
     assert set(caps) == {"train", "test", "heldout"} and all(caps.values())
     for split, recs in caps.items():
         combos = {m for r in recs for m in _combos(r.text)}
         if split == "heldout":
-            assert all(_combos(r.text) & vl.HELDOUT for r in recs)
+            assert all(_combos(r.text) & builders.HELDOUT for r in recs)
         else:
-            assert not combos & vl.HELDOUT
-    assert len({m for r in caps["train"] for m in _combos(r.text)}) == 18 - len(vl.HELDOUT)
-    assert {q.question_type for q in qas["train"]} == set(vl.QUESTION_TYPES)
+            assert not combos & builders.HELDOUT
+    assert len({m for r in caps["train"] for m in _combos(r.text)}) == 18 - len(builders.HELDOUT)
+    assert {q.question_type for q in qas["train"]} == set(builders.QUESTION_TYPES)
     for q in qas["heldout"]:
         if q.question_type in ("colour", "shape"):  # held-out questions ask about a held-out shape
             colour, shape = (q.answers[0], q.question.split()[4]) if q.question_type == "colour" \
                 else (q.question.split()[4], q.answers[0])
-            assert (colour, shape) in vl.HELDOUT, q.question
-    again = vl.scene_captions(limit=300, seed=1)
+            assert (colour, shape) in builders.HELDOUT, q.question
+    again = builders.scene_captions(limit=300, seed=1)
     assert all(np.array_equal(a.image, b.image) and a.text == b.text for a, b in zip(caps["test"], again["test"]))
 
 
 def _combos(caption: str) -> set[tuple[str, str]]:
     words = caption.replace(",", "").split()
-    return {(words[i], words[i + 1]) for i, w in enumerate(words[:-1]) if w in vl.SCENE_COLOURS and words[i + 1] in vl.SHAPES}
+    return {(words[i], words[i + 1]) for i, w in enumerate(words[:-1])
+            if w in builders.SCENE_COLOURS and words[i + 1] in builders.SHAPES}
 
 
 def test_scene_questions_on_a_known_scene():
-    objs = [vl.Shape("red", "circle", 0, 0), vl.Shape("green", "square", 2, 2)]
-    assert vl.scene_caption(objs) == "a red circle at the top left and a green square at the bottom right"
+    objs = [builders.Shape("red", "circle", 0, 0), builders.Shape("green", "square", 2, 2)]
+    assert builders.scene_caption(objs) == "a red circle at the top left and a green square at the bottom right"
     seen = {}
     for seed in range(40):
-        for q, a, t in vl.scene_questions(objs, np.random.default_rng(seed)):
+        for q, a, t in builders.scene_questions(objs, np.random.default_rng(seed)):
             seen[q] = a
     assert seen["What colour is the circle at the top left?"] == "red"
     assert seen["What shape is the green object at the bottom right?"] == "square"
@@ -255,16 +257,16 @@ def test_scene_questions_on_a_known_scene():
 # ---------------------------------------------------------------- sets on disk and sources
 
 def test_collect_builds_sets_resumably_beside_control_tasks(tmp_path, monkeypatch, capsys):
-    real = vl.SETS["vl/digits"]
+    real = builders.SETS["vl/digits"]
 
     def killed(**kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(vl.SETS, "vl/digits", vl.SetDef(real.kind, killed, real.licence, real.packages))
+    monkeypatch.setitem(builders.SETS, "vl/digits", builders.SetDef(real.kind, killed, real.licence, real.packages))
     with pytest.raises(KeyboardInterrupt):
         collect(("vl/scenes", "vl/digits"), out=tmp_path, vl_limit=20, progress=False)
     assert (tmp_path / "vl/scenes/card.json").exists() and not (tmp_path / "vl/digits/card.json").exists()
-    monkeypatch.setitem(vl.SETS, "vl/digits", real)
+    monkeypatch.setitem(builders.SETS, "vl/digits", real)
     stamp = (tmp_path / "vl/scenes/card.json").stat().st_mtime_ns
     result = collect(("vl/scenes", "vl/digits"), out=tmp_path, vl_limit=20, progress=False)
     assert (tmp_path / "vl/scenes/card.json").stat().st_mtime_ns == stamp  # finished: skipped
@@ -274,7 +276,7 @@ def test_collect_builds_sets_resumably_beside_control_tasks(tmp_path, monkeypatc
     assert card["kind"] == "captions" and card["format"] == "coco" and "scikit-learn" in card["packages"]
     collect(("control/cartpole",), episodes=1, test_episodes=0, out=tmp_path, progress=False)
     assert find_tasks(tmp_path) == ["control/cartpole"]  # set cards are not control tasks
-    assert vl.find_sets(tmp_path) == ["vl/digits", "vl/scenes"]
+    assert sets.find_sets(tmp_path) == ["vl/digits", "vl/scenes"]
     with pytest.raises(ValueError, match="unknown data set 'vl/nope'"):
         collect(("vl/nope",), out=tmp_path)
 
@@ -282,10 +284,10 @@ def test_collect_builds_sets_resumably_beside_control_tasks(tmp_path, monkeypatc
 @pytest.fixture(scope="module")
 def sets_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("sets")
-    vl.collect_sets(["vl/scenes", "vl/scenes-vqa", "vl/digits"], root, limit=30)
+    sets.collect_sets(["vl/scenes", "vl/scenes-vqa", "vl/digits"], root, limit=30)
     (root / "text/tiny").mkdir(parents=True)
     write_jsonl(root / "text/tiny/train.jsonl", ["a first small document about a red ball", "and a second one"])
-    vl.import_set(root, "text/tiny", "text", {"train": {"documents": [root / "text/tiny/train.jsonl"]}})
+    sets.import_set(root, "text/tiny", "text", {"train": {"documents": [root / "text/tiny/train.jsonl"]}})
     return root
 
 
@@ -297,10 +299,10 @@ def _runs(seq):
 
 
 def test_sources_yield_well_formed_sequences(sets_root, tm, text):
-    sources = {s.name: s for s in vl.vl_sources(sets_root, tm, text, verbose=False)}
+    sources = {s.name: s for s in sets.vl_sources(sets_root, tm, text, verbose=False)}
     assert sorted(sources) == ["text/tiny", "vl/digits", "vl/scenes", "vl/scenes-vqa"]
-    captions = {r.text for r in vl.load_set(sets_root, "vl/scenes").records}
-    answers = {f"{vqa_prompt(q.question)} {q.answers[0]}" for q in vl.load_set(sets_root, "vl/scenes-vqa").records}
+    captions = {r.text for r in sets.load_set(sets_root, "vl/scenes").records}
+    answers = {f"{vqa_prompt(q.question)} {q.answers[0]}" for q in sets.load_set(sets_root, "vl/scenes-vqa").records}
     rng = np.random.default_rng(0)
     for name, src in sources.items():
         seq = src.sample(rng, 600)
@@ -330,20 +332,20 @@ def test_sources_yield_well_formed_sequences(sets_root, tm, text):
 def test_import_set_reads_a_users_coco_files_resized(tmp_path, tm, text):
     user = tmp_path / "mycoco"
     info = write_coco(user, "train2014", [Caption(_img(i, 120, 90), f"photo {i}") for i in range(4)])
-    vl.import_set(tmp_path / "data", "vl/mycoco", "captions",
-                  {"train": {"annotations": user / info["annotations"], "images": user / "train2014"}}, image_size=32)
-    got = vl.load_set(tmp_path / "data", "vl/mycoco", "train")
+    sets.import_set(tmp_path / "data", "vl/mycoco", "captions",
+                    {"train": {"annotations": user / info["annotations"], "images": user / "train2014"}}, image_size=32)
+    got = sets.load_set(tmp_path / "data", "vl/mycoco", "train")
     assert [r.text for r in got.records] == [f"photo {i}" for i in range(4)]
     assert all(r.image.shape == (32, 32, 3) for r in got.records)
-    [src] = vl.vl_sources(tmp_path / "data", tm, text, verbose=False)
+    [src] = sets.vl_sources(tmp_path / "data", tm, text, verbose=False)
     assert len(src.sample(np.random.default_rng(0), 100).patches) > 0
     with pytest.raises(ValueError, match="needs 'images'"):
-        vl.import_set(tmp_path / "data", "vl/x", "captions", {"train": {"annotations": user / info["annotations"]}})
+        sets.import_set(tmp_path / "data", "vl/x", "captions", {"train": {"annotations": user / info["annotations"]}})
     with pytest.raises(FileNotFoundError, match="nope.json"):
-        vl.import_set(tmp_path / "data", "vl/x", "captions", {"train": {"annotations": user / "nope.json",
-                                                                         "images": user}})
+        sets.import_set(tmp_path / "data", "vl/x", "captions", {"train": {"annotations": user / "nope.json",
+                                                                           "images": user}})
     with pytest.raises(ValueError, match="no split 'test'"):
-        vl.load_set(tmp_path / "data", "vl/mycoco", "test")
+        sets.load_set(tmp_path / "data", "vl/mycoco", "test")
 
 
 @pytest.mark.slow
@@ -354,5 +356,5 @@ def test_full_sets_build(tmp_path):
     assert result["vl/babyai"]["train"] > 1500 and result["vl/scenes"]["heldout"] > 1500
     assert result["vl/scenes-vqa"]["train"] > 3 * result["vl/scenes"]["train"]
     assert result["text/corpus"]["train"] > 2000
-    openmoji = vl.load_set(tmp_path, "vl/openmoji").records
+    openmoji = sets.load_set(tmp_path, "vl/openmoji").records
     assert all((r.image != 255).any() for r in openmoji)

@@ -10,7 +10,7 @@ import pytest
 
 from gato.cli import main
 from gato.config import get_preset
-from gato.data.vision_language import collect_sets
+from gato.data.vl.sets import collect_sets
 from gato.commands.evaluate import evaluate
 from gato.evaluation.vision_language import evaluate_vl
 from gato.training.config import TrainConfig

@@ -102,7 +102,7 @@ def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None,
             per-domain defaults of gato.experts.noise (docs/quality.md). Recorded in the card; a
             folder holds one noise level (collect another level into another --out).
     """
-    from gato.data.vision_language import collect_sets, is_set_target
+    from gato.data.vl.sets import collect_sets, is_set_target
     from gato.suites import with_suite
 
     targets = with_suite(tuple(targets), suite)

@@ -124,7 +124,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
 
 
 def _vision_language(model, text, data: Path, examples: int, seed: int) -> dict:
-    from gato.data.vision_language import find_sets
+    from gato.data.vl.sets import find_sets
     from gato.evaluation.vision_language import evaluate_vl
 
     if not find_sets(data):

@@ -22,7 +22,7 @@ def _setup(checkpoint: Path, device: str, seed: int):
 
 def _images(paths, size: int) -> list[np.ndarray]:
     """The image files as size x size arrays, as in training; a missing file is named."""
-    from gato.data.vl_formats import load_image
+    from gato.data.vl.formats import load_image
 
     if not paths:
         raise ValueError("give at least one image file")
@@ -72,7 +72,7 @@ def vqa(checkpoint: Positional[Path], image: Positional[Path], question: Positio
         seed: sampling seed.
         device: cpu or cuda.
     """
-    from gato.data.vision_language import vqa_prompt
+    from gato.data.vl.sets import vqa_prompt
 
     if not question.strip():
         raise ValueError("the question is empty")

@@ -18,7 +18,7 @@ def tokenizer_train(out: Path, vocab_size: int = 4096, input: list[Path] | None 
             (e.g. DIR/text/corpus/train.jsonl from `gato collect text`). Default: text that ships
             with Python.
     """
-    from gato.data.vl_formats import read_documents
+    from gato.data.vl.formats import read_documents
 
     if input is None:
         texts = build_default_corpus()

@@ -1,7 +1,7 @@
 """`gato collect`: record expert episodes into Parquet datasets, in parallel, resumable.
 
 Targets named vl, vl/<set> or text build the vision-language and text sets instead
-(gato.data.vision_language); those are resumable too: a finished set is skipped.
+(gato.data.vl.sets); those are resumable too: a finished set is skipped.
 
 Each episode is identified by its reset seed (train: seed, seed+1, ...; test: a disjoint
 range). A run that is killed loses at most the shards in flight; run again, it skips the seeds

@@ -13,7 +13,7 @@ import numpy as np
 
 from gato.data.sampling import ControlSource
 from gato.data.storage import TaskDataset, filter_by_return
-from gato.data.vl_formats import read_json
+from gato.data.vl.formats import read_json
 from gato.tokenization.vocab import TokenMap
 
 

@@ -22,8 +22,8 @@ from gato.evaluation import vl_metrics as M
 def evaluate_vl(model, text, data: Path, *, sets: tuple[str, ...] = (), max_examples: int = 200,
                 batch_size: int = 32, seed: int = 0) -> dict[str, dict]:
     """Scores of every vision-language and text set under `data` (or `sets`), keyed by set name."""
-    from gato.data.vision_language import find_sets
-    from gato.data.vl_formats import read_json
+    from gato.data.vl.formats import read_json
+    from gato.data.vl.sets import find_sets
 
     names = list(sets) or find_sets(data)
     out = {}
@@ -37,7 +37,7 @@ def evaluate_vl(model, text, data: Path, *, sets: tuple[str, ...] = (), max_exam
 
 
 def _load(data, name, split, limit):
-    from gato.data.vision_language import load_set
+    from gato.data.vl.sets import load_set
 
     records = load_set(data, name, split).records
     if 0 < limit < len(records):  # a fixed random subset: a split's first records can be atypical
@@ -87,7 +87,7 @@ def _captions(model, text, data, name, card, limit, batch_size, seed) -> dict:
 
 
 def _vqa(model, text, data, name, card, limit, batch_size, seed) -> dict:
-    from gato.data.vision_language import vqa_prompt
+    from gato.data.vl.sets import vqa_prompt
     from gato.generation import image_prompt
 
     train = _load(data, name, "train", 0)

@@ -110,7 +110,7 @@ def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer,
                 s.prompt_prob = cfg.prompt_prob
         return Mixture(srcs, tm, seed=cfg.seed)
     from gato.data.datasets import control_sources, find_tasks
-    from gato.data.vision_language import find_sets, vl_sources
+    from gato.data.vl.sets import find_sets, vl_sources
 
     root = Path(cfg.data)
     control = control_sources(root, tm, text, tasks=cfg.tasks, threshold=cfg.min_return,
