@@ -8,7 +8,8 @@ import pytest
 from gato.envs import get_task
 from gato.rollout import RandomPolicy, run_episode
 from gato.experts import ARSExpert
-from gato.experts.ars import ARSConfig, RunningStat, load_weights, train_ars
+from gato.experts.ars import ARSConfig, RunningStat, load_weights
+from gato.experts.ars_training import train_ars
 
 TINY = ARSConfig(directions=2, top=1, horizon=50, eval_every=1, eval_episodes=1, shift=1.0)
 
