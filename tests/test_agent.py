@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
 from gato.agent import GatoAgent
-from gato.config import get_preset
 from gato.data.episode import Episode, TaskSpec
 from gato.data.layout import EpisodeLayout, Sequence
 from gato.data.sampling import collate
 from gato.envs import get_task
-from gato.model import Gato
 from gato.tokenization.vocab import Kind
 
-SMALL = dataclasses.replace(get_preset("gato-tiny"), num_layers=2, width=64, num_heads=2, head_dim=32,
-                            mlp_hidden=128, context=64, dropout=0.0)
+from conftest import SMALL, small_model
+
 WINDOW_TOL = 1e-4  # cached vs fresh forward over the same window: float32 summation order only
-
-
-def model(seed: int = 0) -> Gato:
-    torch.manual_seed(seed)
-    return Gato(SMALL).eval()
 
 
 class CheckedAgent(GatoAgent):
@@ -55,7 +46,7 @@ def test_cached_logits_equal_a_fresh_window_long_past_the_context(name):
     task = get_task(name)
     envs = [task.make() for _ in range(2)]
     spec = TaskSpec(task.name, envs[0].observation_space, envs[0].action_space)
-    agent = CheckedAgent(model(), spec, num_envs=2, keep=24)
+    agent = CheckedAgent(small_model(), spec, num_envs=2, keep=24)
     n_act = len(agent.ranges)
     step_tokens = envs[0].observation_space.shape[0] + 1 + n_act
     obs = [e.reset(seed=i)[0] for i, e in enumerate(envs)]
@@ -83,7 +74,7 @@ def test_image_observations_and_a_prompt_keep_exact_windows_past_the_context():
     obs_space.seed(0)
     layout = EpisodeLayout(spec, SMALL.token_map)
     prompt = Sequence.concat([layout.timestep(obs_space.sample(), np.zeros(2, np.float32)) for _ in range(2)])
-    agent = CheckedAgent(model(1), spec, num_envs=3, keep=24, prompt=prompt.without_loss())
+    agent = CheckedAgent(small_model(seed=1), spec, num_envs=3, keep=24, prompt=prompt.without_loss())
     CheckedAgent.checks = 0
     for t in range(30):  # 8 tokens a step: 240 tokens, past the 64-token context three times
         agent.act([obs_space.sample() for _ in range(3)])
@@ -105,7 +96,7 @@ def test_random_models_never_emit_invalid_actions(action_space):
     spec = TaskSpec("test/random", obs_space, action_space)
     rng = np.random.default_rng(0)
     for seed in range(3):
-        agent = GatoAgent(model(seed), spec, num_envs=4, temperature=1.5, seed=seed)
+        agent = GatoAgent(small_model(seed=seed), spec, num_envs=4, temperature=1.5, seed=seed)
         for _ in range(12):
             actions = agent.act([rng.normal(size=4).astype(np.float32) for _ in range(4)])
             assert all(action_space.contains(a) for a in actions), actions
@@ -115,7 +106,7 @@ def test_batched_rollouts_equal_serial_ones():
     task = get_task("control/cartpole")
     env0 = task.make()
     spec = TaskSpec(task.name, env0.observation_space, env0.action_space)
-    m = model(3)
+    m = small_model(seed=3)
 
     def rollout(seeds):
         envs = [task.make() for _ in seeds]
@@ -140,7 +131,7 @@ def test_batched_rollouts_equal_serial_ones():
 
 
 def test_nan_logits_raise_and_send_no_action():
-    m = model()
+    m = small_model()
     with torch.no_grad():
         m.ln_f.weight.fill_(float("nan"))
     spec = TaskSpec("test/nan", spaces.Box(-1, 1, (2,), np.float32), spaces.Discrete(2))
@@ -150,7 +141,7 @@ def test_nan_logits_raise_and_send_no_action():
 
 def test_observation_outside_its_space_names_the_environment():
     spec = TaskSpec("test/shape", spaces.Box(-1, 1, (2,), np.float32), spaces.Discrete(2))
-    agent = GatoAgent(model(), spec, num_envs=2)
+    agent = GatoAgent(small_model(), spec, num_envs=2)
     with pytest.raises(ValueError, match=r"test/shape: observation of environment 1 at step 0: expected shape \(2,\)"):
         agent.act([np.zeros(2, np.float32), np.zeros(3, np.float32)])
     with pytest.raises(ValueError, match="expected 2 observations"):
@@ -161,7 +152,7 @@ def test_action_spaces_the_token_map_cannot_express_fail_before_any_step():
     obs = spaces.Box(-1, 1, (2,), np.float32)
     for action_space, why in [(spaces.Discrete(2000), "more than"), (spaces.Text(5), "cannot act")]:
         with pytest.raises(ValueError, match=why):
-            GatoAgent(model(), TaskSpec("test/big", obs, action_space))
+            GatoAgent(small_model(), TaskSpec("test/big", obs, action_space))
 
 
 def test_the_agent_feeds_the_training_layout_of_the_same_episode():
@@ -179,7 +170,7 @@ def test_the_agent_feeds_the_training_layout_of_the_same_episode():
     spec = TaskSpec("test/mixed", obs_space, act_space)
     obs_space.seed(3)
     observations = [obs_space.sample() | {"mission": "go fetch"} for _ in range(4)]
-    agent = GatoAgent(model(2), spec, 1, text=text)
+    agent = GatoAgent(small_model(seed=2), spec, 1, text=text)
     actions = [agent.act([o])[0] for o in observations]
     agent._flush()
     fed = agent.window(0)

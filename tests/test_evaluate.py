@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from gato.config import get_preset
 from gato.commands.data import collect
 from gato.data.episode import TaskSpec
 from gato.envs import get_task
@@ -18,15 +17,16 @@ from gato.model import Gato
 from gato.training.config import TrainConfig
 from gato.training.trainer import Trainer
 
-SMALL = dataclasses.replace(get_preset("gato-tiny"), num_layers=2, width=64, num_heads=2, head_dim=32,
-                            mlp_hidden=128, context=128, dropout=0.0)
+from conftest import SMALL
+
+MODEL = dataclasses.replace(SMALL, context=128)  # trained on 128-token rows below
 
 
 def test_rollout_runs_every_episode_once_with_its_own_seed():
     task = get_task("control/mountaincar")
     env = task.make()
     spec = TaskSpec(task.name, env.observation_space, env.action_space)
-    eps = rollout(Gato(SMALL).eval(), task, spec, episodes=5, num_envs=2, seed=7)
+    eps = rollout(Gato(MODEL).eval(), task, spec, episodes=5, num_envs=2, seed=7)
     assert [e["seed"] for e in eps] == [7, 8, 9, 10, 11]
     assert all(e["length"] == 200 and e["return"] == -200.0 for e in eps)  # untrained: never reaches the flag
 
@@ -34,7 +34,7 @@ def test_rollout_runs_every_episode_once_with_its_own_seed():
 def test_eval_writes_results_with_normalised_scores(tmp_path, capsys):
     collect(("control/cartpole",), episodes=4, test_episodes=1, out=tmp_path / "data", progress=False)
     cfg = TrainConfig(steps=2, batch_size=2, context=128, data=str(tmp_path / "data"), warmup=1)
-    trainer = Trainer(cfg, SMALL)
+    trainer = Trainer(cfg, MODEL)
     trainer.fit(tmp_path / "run", progress=False)
     res = evaluate(tmp_path / "run", tasks=("control/cartpole", "control/acrobot"), episodes=3, envs=2,
                    out=tmp_path / "eval", data=tmp_path / "data")
@@ -73,6 +73,6 @@ def test_a_small_model_trained_on_mountaincar_scores_clearly_above_random(tmp_pa
     collect(("control/mountaincar",), episodes=20, test_episodes=1, out=tmp_path / "data", progress=False)
     cfg = TrainConfig(steps=150, batch_size=8, context=128, data=str(tmp_path / "data"), warmup=20, lr=3e-3,
                       checkpoint_every=10**6)
-    Trainer(cfg, SMALL).fit(tmp_path / "run", progress=False)
+    Trainer(cfg, MODEL).fit(tmp_path / "run", progress=False)
     res = evaluate(tmp_path / "run", tasks=("control/mountaincar",), episodes=4, envs=4, out=tmp_path / "eval")
     assert res["tasks"]["control/mountaincar"]["normalized"] >= 0.5

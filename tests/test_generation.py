@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
-from gato.config import get_preset
 from gato.generation import generate, image_prompt, text_prompt
-from gato.model import Gato
 
-SMALL = dataclasses.replace(get_preset("gato-tiny"), num_layers=2, width=64, num_heads=2, head_dim=32,
-                            mlp_hidden=128, context=64, dropout=0.0)
+from conftest import SMALL, small_model
+
 TM = SMALL.token_map
-
-
-def model(seed: int = 0) -> Gato:
-    torch.manual_seed(seed)
-    return Gato(SMALL).eval()
 
 
 def prompts():
@@ -31,7 +22,7 @@ def prompts():
 
 
 def test_cached_equals_recomputed_and_rows_are_independent():
-    m = model()
+    m = small_model()
     cached = generate(m, prompts(), 20)
     fresh = generate(m, prompts(), 20, use_cache=False)
     for a, b in zip(cached, fresh):
@@ -41,7 +32,7 @@ def test_cached_equals_recomputed_and_rows_are_independent():
 
 
 def test_only_text_ids_are_generated_even_when_others_score_higher():
-    m = model()
+    m = small_model()
     with torch.no_grad():  # make every non-text id far more likely than any text id
         m.embed.weight[SMALL.text_vocab:] *= 50
     out = generate(m, prompts(), 10, temperature=1.0, generator=torch.Generator().manual_seed(0))
@@ -50,7 +41,7 @@ def test_only_text_ids_are_generated_even_when_others_score_higher():
 
 
 def test_eos_stops_each_row():
-    m = model()
+    m = small_model()
     first = [int(ids[0]) for ids in generate(m, prompts(), 1)]
     out = generate(m, prompts(), 10, eos_id=first[0])
     assert len(out[0]) == 0  # its first token is EOS
@@ -60,7 +51,7 @@ def test_eos_stops_each_row():
 def test_generation_runs_past_the_context():
     """Three contexts' worth of tokens: the cached path (which re-encodes its window when full)
     gives the tokens of recomputing the window for every token, text ids only."""
-    m = model()
+    m = small_model()
     out = generate(m, prompts(), 3 * SMALL.context)
     fresh = generate(m, prompts(), 3 * SMALL.context, use_cache=False)
     assert [len(o) for o in out] == [3 * SMALL.context] * 3
@@ -71,6 +62,6 @@ def test_generation_runs_past_the_context():
 
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="max_new_tokens"):
-        generate(model(), prompts(), 0)
+        generate(small_model(), prompts(), 0)
     with pytest.raises(ValueError, match="empty"):
-        generate(model(), [], 5)
+        generate(small_model(), [], 5)

@@ -15,9 +15,11 @@ from gato.model import Gato, KVCache
 from gato.tokenization.images import PATCH, patch_positions
 from gato.tokenization.vocab import Kind
 
-SMALL = ModelConfig("test-small", text_vocab=256, num_layers=2, width=64, num_heads=2, head_dim=32,
-                    ff_size=256, mlp_hidden=128, context=64, patch_channels=32, max_local_positions=32,
-                    dropout=0.0)
+from conftest import SMALL as SHARED_SMALL, small_model
+
+# The shared small model with a smaller text vocabulary, feed-forward and local positions: the
+# model these tests, and the tolerances below, were written for.
+SMALL = dataclasses.replace(SHARED_SMALL, text_vocab=256, ff_size=256, max_local_positions=32)
 STATE_TOL = 1e-5  # chunked / cached vs full forward: same math, different summation order
 FAR_TOL = 1e-5  # the same tokens at rotary positions ~1e5 vs 0 (measured ~3e-7: angles are float64)
 
@@ -72,11 +74,6 @@ def empty_cache(model: Gato, B: int, next_pos: int) -> KVCache:
                    torch.full((B,), next_pos, dtype=torch.long))
 
 
-def model(cfg: ModelConfig = SMALL, seed: int = 0) -> Gato:
-    torch.manual_seed(seed)
-    return Gato(cfg).eval()
-
-
 def close(a, b, atol):
     err = (a - b).abs().max().item()
     assert err <= atol, f"max abs difference {err:.3g} > {atol:g}"
@@ -123,7 +120,7 @@ def test_invalid_config_is_rejected():
 
 # ------------------------------------------------------------------------------ shapes
 def test_forward_shapes_and_logits_at():
-    m, b = model(), make_batch()
+    m, b = small_model(SMALL), make_batch()
     B, T = b["ids"].shape
     full, cache = m(**b)
     assert full.shape == (B, T, SMALL.vocab_size) and cache is None
@@ -137,7 +134,7 @@ def test_forward_shapes_and_logits_at():
 # ------------------------------------------------------------------------------ KV cache
 @pytest.mark.parametrize("bounds", [(0, 20, 37), (0, 1, 2, 3, 11, 12)], ids=["3-chunks", "uneven"])
 def test_chunked_forward_with_cache_equals_full_forward(bounds):
-    m, b = model(), make_batch()
+    m, b = small_model(SMALL), make_batch()
     T = b["ids"].shape[1]
     full, _ = m(**b)
     edges = [*bounds, T]
@@ -151,7 +148,7 @@ def test_chunked_forward_with_cache_equals_full_forward(bounds):
 
 
 def test_token_by_token_decoding_equals_full_forward():
-    m, b = model(), make_batch(steps=2)
+    m, b = small_model(SMALL), make_batch(steps=2)
     T = b["ids"].shape[1]
     full, _ = m(**b)
     out, cache = m(**chunk(b, 0, 1), use_cache=True)
@@ -167,7 +164,7 @@ def test_one_token_step_equals_the_general_forward(masked):
     """`Gato.step` (the acting and generating loop's purpose-written step) gives the logits, cache
     slots and positions of `forward` on the same token, with every slot real or some masked (a
     row reset mid-rollout), past the cache's capacity too."""
-    m, b = model(), make_batch(steps=2)
+    m, b = small_model(SMALL), make_batch(steps=2)
     with torch.no_grad():
         _, ref = m(**b, use_cache=True)
         _, fast = m(**b, use_cache=True)
@@ -188,7 +185,7 @@ def test_one_token_step_equals_the_general_forward(masked):
 def test_cache_is_written_in_place_and_grows_when_full():
     """Decoding writes each token's keys into the preallocated buffers (no copy of the cache per
     step); past the capacity the buffers grow, and every logit still equals the full forward."""
-    m, b = model(), make_batch(steps=2)
+    m, b = small_model(SMALL), make_batch(steps=2)
     T = b["ids"].shape[1]
     full, _ = m(**b)
     cache = KVCache.empty(SMALL, 2, capacity=8)
@@ -205,7 +202,7 @@ def test_cache_is_written_in_place_and_grows_when_full():
 
 
 def test_cleared_cache_reuses_its_buffers_for_a_fresh_sequence():
-    m, b = model(), make_batch(steps=2)
+    m, b = small_model(SMALL), make_batch(steps=2)
     with torch.no_grad():
         _, cache = m(**make_batch(steps=1, seed=7), use_cache=True)
         ptr = cache.key_buf[0].data_ptr()
@@ -216,7 +213,7 @@ def test_cleared_cache_reuses_its_buffers_for_a_fresh_sequence():
 
 
 def test_logits_of_one_position_per_row_and_of_an_id_range():
-    m, b = model(), make_batch(steps=2)
+    m, b = small_model(SMALL), make_batch(steps=2)
     full, _ = m(**b)
     at = torch.tensor([3, 17])
     for use_cache in (False, True):  # with a cache the last block computes only those positions
@@ -228,7 +225,7 @@ def test_logits_of_one_position_per_row_and_of_an_id_range():
 
 
 def test_invalid_cache_slots_are_ignored():
-    m, b = model(), make_batch(steps=2)
+    m, b = small_model(SMALL), make_batch(steps=2)
     T = b["ids"].shape[1]
     full, _ = m(**b)
     _, junk = m(**make_batch(steps=1, seed=7), use_cache=True)  # slots of another sequence ...
@@ -240,7 +237,7 @@ def test_invalid_cache_slots_are_ignored():
 
 
 def test_trim_keeps_the_newest_slots():
-    m, b = model(), make_batch()
+    m, b = small_model(SMALL), make_batch()
     _, cache = m(**b, use_cache=True)
     T = cache.length
     assert cache.trim(T) is cache and cache.trim(T + 5) is cache
@@ -266,7 +263,7 @@ def test_trimmed_cache_equals_recomputing_the_window(offset):
     rounding) for ONE layer: with more layers, cached keys of deeper layers remember the dropped
     tokens, which a recomputation cannot (see the multi-layer test below)."""
     one = dataclasses.replace(SMALL, num_layers=1)
-    m, b = model(one), make_batch(one)
+    m, b = small_model(one), make_batch(one)
     T, W = b["ids"].shape[1], 12
     with torch.no_grad():
         _, cache = m(**chunk(b, 0, T - 3), cache=empty_cache(m, 2, offset))
@@ -279,7 +276,7 @@ def test_trimmed_cache_equals_recomputing_the_window(offset):
 
 def test_far_positions_give_the_same_logits():
     """All layers: the same tokens give the same logits wherever the stream starts."""
-    m, b = model(), make_batch()
+    m, b = small_model(SMALL), make_batch()
     with torch.no_grad():
         full, _ = m(**b)
         far, cache = m(**b, cache=empty_cache(m, 2, 100_000))
@@ -290,7 +287,7 @@ def test_far_positions_give_the_same_logits():
 def test_sliding_window_rollout_does_not_drift():
     """A token-by-token rollout that trims its cache to W slots: the logits depend only on the
     tokens, not on how far into the stream they are (multi-layer model)."""
-    m, b = model(), make_batch()
+    m, b = small_model(SMALL), make_batch()
     T, W = b["ids"].shape[1], 8
 
     def rollout(start):
@@ -309,14 +306,14 @@ def test_sliding_window_rollout_does_not_drift():
 
 # ------------------------------------------------------------------------------ positions, modes
 def test_eval_mode_is_deterministic():
-    m, b = model(dataclasses.replace(SMALL, dropout=0.1)), make_batch()
+    m, b = small_model(dataclasses.replace(SMALL, dropout=0.1)), make_batch()
     a, _ = m(**b)
     c, _ = m(**b)
     assert torch.equal(a, c)
 
 
 def test_patch_position_is_random_in_training_and_the_rounded_mean_in_eval():
-    m, b = model(), make_batch()  # dropout 0: only the patch position index is random
+    m, b = small_model(SMALL), make_batch()  # dropout 0: only the patch position index is random
     assert (b["patch_pos"][:, 1] - b["patch_pos"][:, 0] > 1).all()
     m.train()
     a, _ = m(**b)
@@ -336,7 +333,7 @@ def test_patch_position_is_random_in_training_and_the_rounded_mean_in_eval():
 
 
 def test_local_positions_are_added_only_where_set():
-    m = model()
+    m = small_model(SMALL)
     ids = torch.tensor([[5, 6]])
     kinds = torch.full((1, 2), int(Kind.TEXT_OBS), dtype=torch.uint8)
     with torch.no_grad():
@@ -346,7 +343,7 @@ def test_local_positions_are_added_only_where_set():
 
 
 def test_patch_count_mismatch_is_a_clear_error():
-    m, b = model(), make_batch()
+    m, b = small_model(SMALL), make_batch()
     n = b["patches"].shape[0]
     for k in (n - 1, n + 1):
         bad = dict(b, patches=b["patches"][:1].expand(k, -1, -1, -1), patch_pos=b["patch_pos"][:1].expand(k, -1))
@@ -358,7 +355,7 @@ def test_patch_count_mismatch_is_a_clear_error():
 
 def test_causality():
     """Changing a future token (an id or an image patch) leaves every earlier logit unchanged."""
-    m, b = model(), make_batch()
+    m, b = small_model(SMALL), make_batch()
     full, _ = m(**b)
     t = 30
     is_img = b["kinds"] == Kind.IMAGE

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from gato.config import ModelConfig, get_preset
+from gato.config import ModelConfig
 from gato.data.sampling import collate
 from gato.tokenization.text import TextTokenizer
 from gato.tokenization.vocab import Kind, TokenMap
@@ -27,8 +27,9 @@ from gato.commands.train import train
 from gato.training.config import TrainConfig
 from gato.training.trainer import Trainer
 
-TINY = dataclasses.replace(get_preset("gato-tiny"), name="test-tiny", num_layers=2, width=64, num_heads=2,
-                           head_dim=32, mlp_hidden=128, context=128)
+from conftest import SMALL
+
+TINY = dataclasses.replace(SMALL, context=128)
 # Dropout on, so an exact resume also needs the torch RNG state (dropout, random patch positions).
 RESUME_MODEL = dataclasses.replace(TINY, dropout=0.1)
 RESUME = TrainConfig(steps=6, batch_size=2, context=48, lr=1e-3, warmup=2, log_every=1, checkpoint_every=2,

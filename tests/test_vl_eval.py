@@ -9,15 +9,15 @@ import json
 import pytest
 
 from gato.cli import main
-from gato.config import get_preset
 from gato.data.vl.sets import collect_sets
 from gato.commands.evaluate import evaluate
 from gato.evaluation.vision_language import evaluate_vl
 from gato.training.config import TrainConfig
 from gato.training.trainer import Trainer
 
-SMALL = dataclasses.replace(get_preset("gato-tiny"), context=64, num_layers=3, width=128, num_heads=4,
-                            head_dim=32, mlp_hidden=256)
+from conftest import SMALL
+
+MODEL = dataclasses.replace(SMALL, num_layers=3, width=128, num_heads=4, mlp_hidden=256)  # larger: it must learn
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def trained(tmp_path_factory):
     collect_sets(["vl/scenes-vqa", "text"], data, limit=800)
     cfg = TrainConfig(data=str(data), vl_sets=("vl/scenes-vqa",), steps=300, batch_size=16, context=64,
                       warmup=20, lr=2e-3, log_every=50, checkpoint_every=10**6)
-    trainer = Trainer(cfg, SMALL)
+    trainer = Trainer(cfg, MODEL)
     trainer.fit(None, progress=False)
     return trainer, data, trainer.save(root / "run")
 

@@ -3,6 +3,7 @@ caption toolkit (pycocoevalcap, a test dependency) on random corpora."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,10 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gato.config import ModelConfig
 from gato.evaluation.vl_metrics import (bleu4, cider_d, mean_by, normalize_answer, perplexity, text_nll,
                                         tokenize_caption, vqa_accuracy, vqa_scores)
 from gato.model import Gato
+
+from conftest import SMALL
 
 
 # ------------------------------------------------------------------------------ tokenisation
@@ -156,17 +158,16 @@ def test_perplexity_math():
         perplexity(1.0, 0)
 
 
-TINY = ModelConfig("test-tiny", text_vocab=64, num_layers=1, width=32, num_heads=2, head_dim=16, ff_size=64,
-                   mlp_hidden=64, context=16, patch_channels=32, max_local_positions=8, dropout=0.0)
+MODEL = dataclasses.replace(SMALL, context=16)  # 16 positions: the 21-position document below is too long
 
 
 def test_text_nll_is_next_token_cross_entropy_of_each_document():
     torch.manual_seed(0)
-    model = Gato(TINY)
+    model = Gato(MODEL)
     docs = [np.array([5, 9, 2, 7, 7]), np.array([1, 3]), np.array([60, 0, 11, 4, 4, 4, 8])]
     expected = 0.0
     for d in docs:  # one document at a time, [BOS] + text, by hand
-        ids = torch.tensor([[TINY.token_map.bos, *d]])
+        ids = torch.tensor([[MODEL.token_map.bos, *d]])
         kinds = torch.full_like(ids, 2)  # Kind.TEXT (BOS kind does not change the embedding)
         logits, _ = model(ids, kinds, torch.full_like(ids, -1))
         expected += F.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum").item()
