@@ -19,12 +19,12 @@ from gato.data.layout import EpisodeLayout, Sequence
 PROMPTS_DIR = "prompts"  # inside a checkpoint folder
 
 
-def _best(data: Path, task_name: str) -> Episode | None:
-    from gato.data.storage import TaskDataset, task_folder
+def _best(data: Path, task_name: str, spec: TaskSpec | None = None) -> Episode | None:
+    from gato.data.datasets import find_tasks, open_task
 
-    if not (task_folder(data, task_name) / "card.json").exists():
+    if not Path(data).is_dir() or task_name not in find_tasks(Path(data)):
         return None
-    episodes = TaskDataset(data, task_name).episodes("train")
+    episodes = open_task(data, task_name, lambda _: spec).episodes("train")
     return max(episodes, key=lambda e: float(e.rewards.sum())) if episodes else None
 
 
@@ -37,7 +37,7 @@ def task_prompt(data: Path | None, task_name: str, spec: TaskSpec, model_cfg, te
     """The end of the task's best training episode under `data` (None: no data or no episodes)."""
     if data is None:
         return None
-    best = _best(Path(data), task_name)
+    best = _best(Path(data), task_name, spec)
     if best is None:
         return None
     layout = EpisodeLayout(spec, model_cfg.token_map, text, model_cfg.max_local_positions)
@@ -56,15 +56,16 @@ def checkpoint_prompts(checkpoint: Path) -> Path | None:
 def write_prompts(data: Path, out: Path, model_cfg, text, tasks: list[str] | None = None) -> list[str]:
     """For each task under `data` (or `tasks`), the final steps of its best training episode that
     a prompt needs, as a one-episode dataset under OUT/<domain>/<task>/. Returns the tasks written."""
-    from gato.data.datasets import find_tasks
-    from gato.data.storage import DatasetWriter, TaskDataset
+    from gato.data.datasets import find_tasks, open_task
+    from gato.data.storage import DatasetWriter
+    from gato.envs.registry import task_spec
 
     written = []
     for name in tasks or find_tasks(Path(data)):
-        best = _best(Path(data), name)
+        spec = open_task(data, name, task_spec).spec
+        best = _best(Path(data), name, spec)
         if best is None:
             continue
-        spec = TaskDataset(data, name).spec
         layout = EpisodeLayout(spec, model_cfg.token_map, text, model_cfg.max_local_positions)
         lengths = layout.step_lengths(best)
         # the fewest final steps whose tokens fill the prompt (BOS is not part of it)

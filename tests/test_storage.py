@@ -292,12 +292,13 @@ def test_jat_atari_like_nested_list_images_and_babyai_like_text(tmp_path):
         "image_observations": ([f.tolist() for f in frames], u8),
         "discrete_actions": (actions, pa.list_(pa.int64())),
         "rewards": ([[0.0, 1.0], [0.0, 0.0, -1.0]], pa.list_(pa.float32()))})
-    ds = jat_task_dataset(tmp_path / "atari-pong", "atari/pong")
-    assert ds.spec.observation_space == spaces.Box(0, 255, (20, 20, 4), np.uint8)
+    ds = jat_task_dataset(tmp_path / "atari-pong", "jat-atari/pong")
+    # four stacked greyscale frames: the newest is the image (gato/data/jat.py)
+    assert ds.spec.observation_space == spaces.Box(0, 255, (20, 20, 1), np.uint8)
     assert ds.spec.action_space == spaces.Discrete(6)
     eps = ds.episodes()
     assert [len(e) for e in eps] == [2, 3] and not ds.errors
-    assert all(np.array_equal(np.stack(e.observations), f) for e, f in zip(eps, frames))
+    assert all(np.array_equal(np.stack(e.observations), f[..., -1:]) for e, f in zip(eps, frames))
     assert [int(a) for a in eps[1].actions] == actions[1]
 
     _jat_write(tmp_path / "babyai" / "train-0.parquet", {

@@ -2,35 +2,55 @@
 
 SPEC: keep only episodes whose return is at least 80% of the expert's. The expert return is the
 task's reference score (gato/envs/scores.json) when it has one, else the mean return of the
-task's own training split. Episodes of the `dagger` split (`gato dagger`) are all kept.
+task's own training split. Episodes of the `dagger` split (`gato dagger`) are all kept. Task
+folders are ours (`gato collect`) or local copies of JAT's (gato/data/jat.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from gato.data.episode import TaskSpec
+from gato.data.jat import jat_folders
 from gato.data.sampling import ControlSource
-from gato.data.storage import TaskDataset, filter_by_return
+from gato.data.storage import JatTaskDataset, TaskDataset, filter_by_return, task_folder
 from gato.data.vl.formats import read_json
 from gato.tokenization.vocab import TokenMap
 
 
 def find_tasks(root: Path) -> list[str]:
-    """Task names of every `<root>/<domain>/<task>/card.json`, sorted; vision-language and text sets
-    (cards with a "kind") are not tasks."""
+    """Task names of every `<root>/<domain>/<task>/card.json` and of every JAT task folder in ROOT
+    (or ROOT itself: gato/data/jat.py), sorted; vision-language and text sets (cards with a
+    "kind") are not tasks."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"dataset folder {root} does not exist (make one with `gato collect`)")
-    return sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in root.glob("*/*/card.json")
-                  if "kind" not in read_json(p))
+    ours = {f"{p.parent.parent.name}/{p.parent.name}" for p in root.glob("*/*/card.json") if "kind" not in read_json(p)}
+    return sorted(ours | set(jat_folders(root)))
+
+
+def open_task(root: Path, name: str, spec_of: Callable[[str], TaskSpec | None] | None = None) -> TaskDataset:
+    """Task `name` of a dataset root: our folder `<root>/<domain>/<task>/`, else a JAT task folder
+    mapped to that name, read with the spaces `spec_of(name)` gives (our environment's; None: the
+    spaces are inferred from the data)."""
+    root = Path(root)
+    if (task_folder(root, name) / "card.json").exists():
+        return TaskDataset(root, name)
+    folder = jat_folders(root).get(name) if root.is_dir() else None
+    if folder is None:
+        return TaskDataset(root, name)  # its error names the missing card
+    return JatTaskDataset(folder, name, spec_of(name) if spec_of else None)
 
 
 def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = (), threshold: float = 0.8,
                     prompt_tokens: int = 256, prompt_prob: float = 0.25, max_local_positions: int = 512,
-                    start_prob: float = 0.0, max_episodes: int = 0, verbose: bool = True) -> list[ControlSource]:
-    """One source per task of a dataset root (all of them, or `tasks`), with episodes filtered."""
+                    start_prob: float = 0.0, max_episodes: int = 0, verbose: bool = True,
+                    spec_of: Callable[[str], TaskSpec | None] | None = None) -> list[ControlSource]:
+    """One source per task of a dataset root (all of them, or `tasks`), with episodes filtered;
+    `spec_of` gives the spaces of JAT tasks we have an environment for (`open_task`)."""
     from gato.envs.scores import load_scores
 
     names = list(tasks) or find_tasks(root)
@@ -39,7 +59,7 @@ def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = 
     ref = load_scores()
     out = []
     for name in names:
-        ds = TaskDataset(root, name)
+        ds = open_task(root, name, spec_of)
         episodes = ds.episodes("train", limit=max_episodes or None)
         if not episodes:
             raise ValueError(f"{name}: no training episodes under {root}" +

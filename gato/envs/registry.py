@@ -9,12 +9,15 @@ installed is skipped with a message, never a crash.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import gymnasium as gym
+
+from gato.data.episode import TaskSpec
 
 
 class Expert(Protocol):
@@ -121,3 +124,18 @@ def resolve(names: list[str]) -> list[Task]:
             t = get_task(n)
             out[t.name] = t
     return list(out.values())
+
+
+@functools.cache
+def task_spec(name: str) -> TaskSpec | None:
+    """The spaces of a registered task's environment (made and closed once); None for a name the
+    registry does not have or whose simulator is not installed."""
+    try:
+        task = get_task(name)
+    except ValueError:
+        return None
+    env = task.make()
+    try:
+        return TaskSpec(name, env.observation_space, env.action_space)
+    finally:
+        env.close()

@@ -110,13 +110,14 @@ def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer,
                 s.prompt_prob = cfg.prompt_prob
         return Mixture(srcs, tm, seed=cfg.seed)
     from gato.data.datasets import control_sources, find_tasks
+    from gato.envs.registry import task_spec
     from gato.data.vl.sets import find_sets, vl_sources
 
     root = Path(cfg.data)
     control = control_sources(root, tm, text, tasks=cfg.tasks, threshold=cfg.min_return,
                               prompt_tokens=prompt_tokens, prompt_prob=cfg.prompt_prob,
                               max_local_positions=model_cfg.max_local_positions, start_prob=cfg.start_prob,
-                              max_episodes=cfg.max_episodes) \
+                              max_episodes=cfg.max_episodes, spec_of=task_spec) \
         if cfg.tasks or find_tasks(root) else []
     vl = vl_sources(root, tm, text, names=cfg.vl_sets) if cfg.vl_sets or find_sets(root) else []
     if not control and not vl:

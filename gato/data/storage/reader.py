@@ -38,6 +38,10 @@ class TaskDataset:
     def _files(self, split: str) -> list[Path]:
         return sorted((self.folder / split).glob("shard-*.parquet"))
 
+    def _prepare(self, row: dict) -> dict:
+        """A stored row as `row_to_episode` reads it."""
+        return row
+
     def _rows(self, split: str, names: list[str], limit: int | None = None):
         """(shard path, its rows), shard by shard, skipping and reporting bad shards."""
         if split not in SPLITS:
@@ -64,7 +68,7 @@ class TaskDataset:
         out: list[Episode] = []
         for path, rows in self._rows(split, names, limit):
             try:
-                out += [row_to_episode(self.spec, r) for r in rows]
+                out += [row_to_episode(self.spec, self._prepare(r)) for r in rows]
             except ValueError as e:
                 self._error(f"{path}: {e}")
         return out[:limit]
@@ -79,32 +83,70 @@ class JatTaskDataset(TaskDataset):
     """A local copy of one task of JAT's dataset: Parquet files with JAT's columns and no card.
 
     Split files are those whose name (or a folder on their path) starts with the split's name,
-    e.g. train-00000-of-00002.parquet. Spaces are inferred from the data: continuous observations
-    Box(-inf, inf, (n,), float32); discrete observations Box(min(0, lowest), highest, (n,), int64);
-    images Box(0, 255, (H, W, C), uint8); text Text(all characters seen); discrete actions
-    Discrete(max + 1) (MultiDiscrete per element when a list per step); continuous actions Box(-1, 1).
+    e.g. train-00000-of-00002.parquet. `spec`: the task's spaces (our environment's, for a task
+    we have: gato/data/jat.py); without it they are inferred from the data: continuous
+    observations Box(-inf, inf, (n,), float32); discrete observations Box(min(0, lowest),
+    highest, (n,), int64); images Box(0, 255, (H, W, C), uint8), where frames stacked along a
+    last axis of another size than 1 or 3 (JAT's Atari: 84x84x4) keep the newest, (H, W, 1);
+    text Text(all characters seen); discrete actions Discrete(max + 1) (MultiDiscrete per
+    element when a list per step); continuous actions Box(-1, 1). A column that is not one of
+    JAT's is an error naming the file and the column.
     """
 
-    def __init__(self, path: str | Path, task_name: str | None = None):
+    def __init__(self, path: str | Path, task_name: str | None = None, spec: TaskSpec | None = None):
         self.folder, self.errors = Path(path), []
+        self.stacked: tuple[int, int, int] | None = None  # (H, W, frames) of stacked images
         files = sorted(self.folder.rglob("*.parquet"))
         if not files:
             raise FileNotFoundError(f"{self.folder}: no Parquet files")
-        obs, act = _infer_spaces(files)
-        self.spec = TaskSpec(task_name or self.folder.name, obs, act)
-        self.card = {"task": self.spec.name, "source": "jat", "observation_space": space_to_json(obs),
-                     "action_space": space_to_json(act), "columns": columns(self.spec)[:-1]}
+        present = _check_columns(files)
+        if spec is None:
+            obs, act, self.stacked = _infer_spaces(files)
+            spec = TaskSpec(task_name or self.folder.name, obs, act)
+        else:
+            missing = [c for c in columns(spec)[:-2] if c not in present]
+            if missing:
+                raise ValueError(f"{files[0]}: no column {', '.join(map(repr, missing))}, which {spec.name}'s spaces "
+                                 f"need ({spec.observation_space}; {spec.action_space})")
+        self.spec = spec
+        self.card = {"task": self.spec.name, "source": "jat", "observation_space": space_to_json(spec.observation_space),
+                     "action_space": space_to_json(spec.action_space), "columns": columns(self.spec)[:-1]}
 
     def _files(self, split: str) -> list[Path]:
         return [f for f in sorted(self.folder.rglob("*.parquet"))
                 if any(p.startswith(split) for p in f.relative_to(self.folder).parts)]
 
+    def _prepare(self, row: dict) -> dict:
+        if self.stacked is None:
+            return row
+        frames = np.asarray(row[IMAGE_COL], np.uint8)  # the newest frame of each stack
+        return dict(row, **{IMAGE_COL: frames.reshape(len(frames), *self.stacked)[..., -1:]})
 
-def jat_task_dataset(path: str | Path, task_name: str | None = None) -> JatTaskDataset:
-    return JatTaskDataset(path, task_name)
+
+def jat_task_dataset(path: str | Path, task_name: str | None = None, spec: TaskSpec | None = None) -> JatTaskDataset:
+    return JatTaskDataset(path, task_name, spec)
 
 
-def _infer_spaces(files: list[Path]) -> tuple[gym.Space, gym.Space]:
+KNOWN_COLUMNS = frozenset(OBS_COLUMNS.values()) | frozenset(ACT_COLUMNS.values()) | {"rewards"}
+
+
+def _check_columns(files: list[Path]) -> set[str]:
+    """The columns of the files; an error naming the file and column for one JAT does not have."""
+    present: set[str] = set()
+    for f in files:
+        try:
+            names = pq.ParquetFile(f).schema_arrow.names
+        except (OSError, pa.ArrowException) as e:
+            raise ValueError(f"{f}: unreadable Parquet file: {e}") from e
+        unknown = [c for c in names if c not in KNOWN_COLUMNS]
+        if unknown:
+            raise ValueError(f"{f}: column {unknown[0]!r} is not one of JAT's ({', '.join(sorted(KNOWN_COLUMNS))})")
+        present |= set(names)
+    return present
+
+
+def _infer_spaces(files: list[Path]) -> tuple[gym.Space, gym.Space, tuple[int, int, int] | None]:
+    """Observation and action spaces from the data, and the (H, W, frames) of stacked images."""
     seen: dict[str, list] = {}
     for f in files:
         try:
@@ -121,10 +163,14 @@ def _infer_spaces(files: list[Path]) -> tuple[gym.Space, gym.Space]:
     if text := seen.get(OBS_COLUMNS[TEXT]):
         chars = sorted({ch for ep in text for s in ep for ch in s})
         obs[TEXT] = spaces.Text(max(4096, max(len(s) for ep in text for s in ep)), min_length=0, charset="".join(chars))
+    stacked = None
     if image := seen.get(IMAGE_COL):
         if image[0].ndim not in (3, 4):
             raise ValueError(f"{files[0]}: images as flat buffers carry no shape; JAT's are nested lists")
-        obs[IMAGE] = spaces.Box(0, 255, image[0].shape[1:] if image[0].ndim == 4 else (*image[0].shape[1:], 1), np.uint8)
+        shape = image[0].shape[1:] if image[0].ndim == 4 else (*image[0].shape[1:], 1)
+        if shape[2] not in (1, 3):  # frames stacked along the last axis: the newest one
+            stacked, shape = shape, (*shape[:2], 1)
+        obs[IMAGE] = spaces.Box(0, 255, shape, np.uint8)
     if disc := seen.get(OBS_COLUMNS[DISCRETE]):
         v = np.concatenate(disc)
         obs[DISCRETE] = spaces.Box(min(0, int(v.min())), int(v.max()), (v.shape[1],), np.int64)
@@ -137,7 +183,8 @@ def _infer_spaces(files: list[Path]) -> tuple[gym.Space, gym.Space]:
         act[CONTINUOUS] = spaces.Box(-1.0, 1.0, (cont[0].shape[1],), np.float32)
     if not obs or not act:
         raise ValueError(f"{files[0].parent}: no JAT observation or action columns found")
-    return tuple(next(iter(d.values())) if len(d) == 1 else spaces.Dict(d) for d in (obs, act))
+    obs_space, act_space = (next(iter(d.values())) if len(d) == 1 else spaces.Dict(d) for d in (obs, act))
+    return obs_space, act_space, stacked
 
 
 def filter_by_return(episodes: list[Episode], expert_return: float, threshold: float = 0.8) -> tuple[list[Episode], int]:
