@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -346,6 +347,33 @@ def test_import_set_reads_a_users_coco_files_resized(tmp_path, tm, text):
                                                                            "images": user}})
     with pytest.raises(ValueError, match="no split 'test'"):
         sets.load_set(tmp_path / "data", "vl/mycoco", "test")
+    card = json.loads((tmp_path / "data/vl/mycoco/card.json").read_text())
+    assert all(not Path(p).is_absolute() for p in card["splits"]["train"].values() if isinstance(p, str))
+
+
+@pytest.mark.parametrize("key,bad", [("documents", ["../../../secret.txt"]), ("documents", ["/etc/hostname"]),
+                                     ("annotations", "../outside.json")])
+def test_paths_in_a_card_stay_inside_the_set_folder(tmp_path, key, bad):
+    """A downloaded card cannot make training read files elsewhere (they would leak into weights)."""
+    (tmp_path / "secret.txt").write_text("a secret\n")
+    folder = tmp_path / "data" / "x" / "set"
+    folder.mkdir(parents=True)
+    kind = "text" if key == "documents" else "captions"
+    split = {key: bad} if kind == "text" else {"annotations": bad, "images": "imgs"}
+    (folder / "card.json").write_text(json.dumps({"kind": kind, "name": "x/set", "splits": {"train": split}}))
+    with pytest.raises(ValueError, match="leaves the dataset folder"):
+        sets.load_set(tmp_path / "data", "x/set", "train")
+
+
+def test_image_names_in_annotations_stay_inside_the_image_folder(tmp_path):
+    user = tmp_path / "coco"
+    info = write_coco(user, "train2014", [Caption(_img(0, 32, 32), "a photo")])
+    ann = user / info["annotations"]
+    data = json.loads(ann.read_text())
+    data["images"][0]["file_name"] = "../../escape.png"
+    ann.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="escape.png.*leaves the dataset folder"):
+        read_coco(ann, user / "train2014", 32)
 
 
 @pytest.mark.slow

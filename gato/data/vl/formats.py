@@ -19,6 +19,7 @@ multiple_choice_answer, answers: [{answer, answer_confidence, answer_id}]}]}; th
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,16 @@ def read_json(path: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
+def inside(folder: Path, name: str, what: str) -> Path:
+    """`folder / name` for a path read from a dataset's own files (a card, an annotation): an
+    absolute path or one that climbs out with '..' is refused, so a downloaded dataset cannot make
+    training read (and the weights remember) files elsewhere on the machine."""
+    rel = os.path.normpath(str(name))
+    if os.path.isabs(rel) or rel == ".." or rel.startswith(".." + os.sep):
+        raise ValueError(f"{what}: path {name!r} leaves the dataset folder {folder}")
+    return Path(folder) / rel
+
+
 def load_image(path: Path, size: int | None = None) -> np.ndarray:
     """An image file as (H, W, 3) uint8, resized to (size, size) if given."""
     try:
@@ -120,7 +131,7 @@ class _Images:
     def get(self, name: str) -> np.ndarray | None:
         if name not in self.cache:
             try:
-                self.cache[name] = load_image(self.folder / name, self.size)
+                self.cache[name] = load_image(inside(self.folder, name, f"image of {self.folder}"), self.size)
             except FileNotFoundError:
                 self.cache[name] = None
                 self.missing.append(name)

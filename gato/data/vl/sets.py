@@ -3,8 +3,9 @@
 `gato collect vl` (or vl/<name>, text) has `collect_sets` write each set of the catalogue
 (gato.data.vl.builders.SETS) to <root>/<name>/ as COCO captions, VQAv2 or JSONL files plus a
 card.json (kind, splits, counts, licence, package versions); the card is written last, so a set
-with a card is finished and a rerun skips it. `import_set` writes a card that points at a user's
-own COCO / VQAv2 / text files. Every reader goes through the card: `find_sets` lists the sets
+with a card is finished and a rerun skips it. `import_set` links a user's own COCO / VQAv2 /
+text files into a set's folder and writes its card. Paths in cards and annotations stay inside
+the set's folder (`inside`). Every reader goes through the card: `find_sets` lists the sets
 under a root, `load_set` reads one split, and `vl_sources` turns them into training sources,
 encoding VQA with `vqa_prompt` / `vqa_ids` exactly as generation does. Making the records is
 gato.data.vl.builders' concern, the file formats gato.data.vl.formats'.
@@ -21,7 +22,7 @@ import numpy as np
 
 from gato.data.sampling import DocumentSource, ImageTextSource
 from gato.data.vl.builders import QUESTION_TYPES, SETS, WORDNET
-from gato.data.vl.formats import (Read, most_common, read_coco, read_documents, read_json, read_vqa, write_coco,
+from gato.data.vl.formats import (Read, inside, most_common, read_coco, read_documents, read_json, read_vqa, write_coco,
                                   write_json, write_jsonl, write_vqa)
 from gato.tokenization.vocab import TokenMap
 
@@ -109,7 +110,8 @@ def collect_sets(targets: list[str], out: Path, limit: int = 0, seed: int = 0) -
 
 
 def import_set(root: Path, name: str, kind: str, splits: dict[str, dict], image_size: int | None = 64) -> Path:
-    """Register a user's own files as set `name` under root (nothing is copied): writes its card.
+    """Register a user's own files as set `name` under root (nothing is copied): links to them in
+    the set's folder, and its card naming those links (a card's paths never leave its folder).
 
     splits: per split, captions {"annotations": json, "images": folder}; vqa {"questions": json,
     "annotations": json (optional), "images": folder, "image_name": pattern (optional)}; text
@@ -118,22 +120,28 @@ def import_set(root: Path, name: str, kind: str, splits: dict[str, dict], image_
     need = {"captions": ("annotations", "images"), "vqa": ("questions", "images"), "text": ("documents",)}
     if kind not in need:
         raise ValueError(f"kind {kind!r} is not one of {sorted(need)}")
-    out = {}
+    folder, out = Path(root) / name, {}
     for split, paths in splits.items():
         for key in need[kind]:
             if key not in paths:
                 raise ValueError(f"split {split!r} of a {kind} set needs {key!r}")
-        entry = dict(paths)
-        for key in ("annotations", "questions", "images"):
-            if key in entry:
-                entry[key] = str(Path(entry[key]).resolve())
+        targets = {k: paths[k] for k in ("annotations", "questions", "images") if k in paths}
         if kind == "text":
-            entry["documents"] = [str(Path(p).resolve()) for p in paths["documents"]]
-        for p in [entry.get(k) for k in ("annotations", "questions", "images")] + entry.get("documents", []):
-            if p is not None and not Path(p).exists():
+            targets |= {f"document{i}": p for i, p in enumerate(paths["documents"])}
+        for p in targets.values():
+            if not Path(p).exists():
                 raise FileNotFoundError(f"{name}: {p} does not exist (split {split!r})")
+        entry = {k: v for k, v in paths.items() if k not in targets and k != "documents"}
+        for key, p in targets.items():  # the card names links inside the set's folder, never paths elsewhere
+            link = folder / f"{split}-{key}{Path(p).suffix}"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)
+            link.symlink_to(Path(p).resolve())
+            if key.startswith("document"):
+                entry.setdefault("documents", []).append(link.name)
+            else:
+                entry[key] = link.name
         out[split] = entry
-    folder = Path(root) / name
     write_json(folder / "card.json", {"kind": kind, "name": name, "format": KINDS[kind], "splits": out,
                                       "image_size": image_size, "imported": True})
     return folder
@@ -155,13 +163,18 @@ def load_set(root: Path, name: str, split: str = "train", image_size: int | None
         raise ValueError(f"{folder}: no split {split!r} (has {', '.join(card['splits'])})")
     s = card["splits"][split]
     size = image_size if image_size is not None else card.get("image_size")
+
+    def at(key: str) -> Path:  # a path of the card, inside the set's folder
+        return inside(folder, s[key], f"{folder / 'card.json'} ({split} {key})")
+
     if card["kind"] == "captions":
-        return read_coco(folder / s["annotations"], folder / s["images"], size)
+        return read_coco(at("annotations"), at("images"), size)
     if card["kind"] == "vqa":
-        ann = folder / s["annotations"] if s.get("annotations") else None
         kw = {"image_name": s["image_name"]} if "image_name" in s else {}
-        return read_vqa(folder / s["questions"], ann, folder / s["images"], size=size, **kw)
-    return Read([d for p in s["documents"] for d in read_documents(folder / p)])
+        return read_vqa(at("questions"), at("annotations") if s.get("annotations") else None, at("images"), size=size,
+                        **kw)
+    return Read([d for p in s["documents"]
+                 for d in read_documents(inside(folder, p, f"{folder / 'card.json'} ({split} documents)"))])
 
 
 # ---------------------------------------------------------------- training sources
