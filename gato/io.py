@@ -4,19 +4,26 @@
 a reader (or a resumed job) sees the old file or the new one, never a partial one. JSON is
 written strictly (NaN and infinity are errors, not invalid JSON). `folder_lock` takes an
 exclusive lock on a job's output folder; the operating system drops it when the process dies,
-so a killed job never leaves a stale lock behind.
+so a killed job never leaves a stale lock behind. `exit_with_parent` ends a job's worker
+processes with the job: a forked worker inherits the lock and the job's output pipes, so an
+orphaned one would hold both forever.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 LOCK_FILE = ".gato.lock"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -75,3 +82,20 @@ def folder_lock(folder: str | Path, job: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when `parent` (the process that started it) dies,
+    even by SIGKILL. Linux: the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG); elsewhere a
+    daemon thread watches for the parent to change."""
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+    if prctl is None or prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +139,49 @@ def test_json_is_written_strictly(tmp_path):
     with pytest.raises(ValueError, match="non-finite"):
         write_json(tmp_path / "r.json", {"score": float("nan")})
     assert not (tmp_path / "r.json").exists()
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while we looked
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+def test_killing_collect_leaves_no_worker_behind(tmp_path):
+    p = subprocess.Popen([sys.executable, "-m", "gato", "collect", "control/cartpole", "--episodes", "400",
+                          "--workers", "2", "--no-progress", "--out", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(workers := _children(p.pid)) < 2 and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    assert len(workers) == 2, p.stderr.read().decode() if p.poll() is not None else "no workers started"
+    time.sleep(1)  # the workers are recording episodes
+    p.kill()
+    try:
+        p.communicate(timeout=20)  # end of output: no orphan holds the pipes open
+        deadline = time.monotonic() + 10
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(map(_alive, workers))
+        with folder_lock(tmp_path, "me"):  # no orphan holds the collection's lock either
+            pass
+    finally:
+        for w in filter(_alive, workers):  # a failed run leaves none behind either
+            os.kill(w, signal.SIGKILL)
+
