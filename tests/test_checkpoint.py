@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import random
@@ -268,6 +269,30 @@ def test_corrupt_weights_files(tmp_path):
     path.unlink()
     with pytest.raises(CheckpointError, match="has no model.safetensors"):
         load_weights(target)
+
+
+def test_a_flipped_byte_in_the_weights_is_named(tmp_path):
+    target = tmp_path / checkpoint_name(1)
+    save_example(target)
+    path, config_file = target / "model.safetensors", target / "config.json"
+    config = json.loads(config_file.read_text())
+    assert config["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert "weights_sha256" not in load_meta(target)  # the format's, like "version"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # inside the last tensor: the file still parses
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"model\.safetensors: sha256 .* recorded in {config_file}"):
+        load_weights(target)
+    del config["weights_sha256"]  # written before checksums: loads unchecked
+    config_file.write_text(json.dumps(config))
+    load_weights(target)
+
+
+def test_the_shipped_checkpoint_without_a_checksum_still_loads():
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"
+    if "weights_sha256" in json.loads((shipped / "config.json").read_text()):
+        pytest.skip("the shipped checkpoint records a checksum")
+    assert load_weights(shipped)
 
 
 def test_corrupt_state_files(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +20,11 @@ from gato.commands.data import collect
 from gato.commands.train import export, train
 from gato.data.storage import DatasetWriter, TaskDataset
 from gato.io import folder_lock, write_json
+from gato.training.checkpoint import CheckpointError
+from gato.training.trainer import load_checkpoint
 
 SMALL = dict(steps=2, batch_size=2, context=64, warmup=1, progress=False, checkpoint_every=2)
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"
 
 
 def run_cli(capsys, *argv) -> tuple[int, str]:
@@ -84,8 +88,6 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 
 
 def test_resume_keeps_history_and_refuses_changed_data(tmp_path, pendulum):
-    import shutil
-
     data = tmp_path / "data"
     shutil.copytree(pendulum, data)
     train(out=tmp_path / "run", data=str(data), **(SMALL | {"log_every": 1}))
@@ -184,4 +186,38 @@ def test_killing_collect_leaves_no_worker_behind(tmp_path):
     finally:
         for w in filter(_alive, workers):  # a failed run leaves none behind either
             os.kill(w, signal.SIGKILL)
+
+
+@pytest.fixture
+def shipped_copy(tmp_path):
+    """The shipped checkpoint's weights, config and tokenizer, in a folder a test may change."""
+    (tmp_path / "ck").mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.model"):
+        shutil.copy(SHIPPED / name, tmp_path / "ck" / name)
+    return tmp_path / "ck"
+
+
+def _set_model_field(checkpoint: Path, field: str, value) -> None:
+    config = checkpoint / "config.json"
+    doc = json.loads(config.read_text())
+    doc["model"][field] = value
+    config.write_text(json.dumps(doc))
+
+
+# sizes no machine holds: refused from the weights file's header, before any allocation is tried
+@pytest.mark.parametrize("field,value,message", [
+    ("text_vocab", 10**12, "describes a model of .* parameters but .*model.safetensors holds 3,"),
+    ("width", 10**10, "describes a model of .* parameters but .*model.safetensors holds 3,"),
+    ("num_layers", 10**9, "num_layers 1000000000 is more than the .* tensors .*model.safetensors holds"),
+])
+def test_a_crafted_config_is_refused_before_the_model_is_allocated(shipped_copy, field, value, message):
+    _set_model_field(shipped_copy, field, value)
+    with pytest.raises(CheckpointError, match=f"{shipped_copy / 'config.json'}.*{message}"):
+        load_checkpoint(shipped_copy)
+
+
+def test_a_tokenizer_larger_than_the_models_text_ids_is_refused(shipped_copy):
+    _set_model_field(shipped_copy, "text_vocab", 1000)
+    with pytest.raises(ValueError, match="tokenizer .* has 4096 ids but the model's text_vocab in config.json is 1000"):
+        load_checkpoint(shipped_copy)
 

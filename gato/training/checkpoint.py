@@ -12,12 +12,16 @@ Why this shape:
 - Never a partial load. Every file is validated (format marker, version, key set,
   shapes, dtypes) before anything is handed back or copied into a model, and bad input
   raises :class:`CheckpointError` naming the file and what was expected.
+- Checksummed. ``config.json`` records the sha256 of ``model.safetensors``; loading
+  compares it, so flipped bytes inside a tensor (which parse fine) are an error, not a
+  model that silently acts badly. Checkpoints written before the field load unchecked.
 
 Skeleton JSON may hold ``NaN``/``Infinity`` tokens (Python's json default) for non-finite floats.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -33,6 +37,8 @@ from safetensors.torch import save_file
 FORMAT = "gato-checkpoint"
 VERSION = 1
 _WEIGHTS, _CONFIG, _STATE, _STATE_JSON = "model.safetensors", "config.json", "state.safetensors", "state.json"
+_SHA256 = "weights_sha256"  # config.json: the sha256 of model.safetensors
+_RESERVED = ("format", "version", _SHA256)
 _STEP_RE = re.compile(r"step_(\d{8,})")
 _NP_SCALARS = (np.bool_, np.integer, np.floating)
 
@@ -131,16 +137,17 @@ def save_checkpoint(directory: Path, *, weights: dict[str, torch.Tensor], meta: 
                     files: dict[str, bytes] | None = None) -> Path:
     """Atomically write a checkpoint folder (replacing one of the same name) and return it.
 
-    ``meta`` must be JSON-able; its keys ``format`` and ``version`` are reserved. ``files`` are
+    ``meta`` must be JSON-able; its keys ``format``, ``version`` and ``weights_sha256`` are
+    reserved (config.json records the weights' checksum under the last). ``files`` are
     extra files written beside the weights (the text tokenizer, so a checkpoint is self-contained;
     a name may hold folders: "prompts/control/cartpole/card.json"). An existing folder
     is renamed aside to ``<name>.old-<pid>``, the new one renamed in, then the old one deleted; a
     crash between those renames leaves both under ignored names, never a half-written ``<name>``.
     """
     directory = Path(directory)
-    if {"format", "version"} & meta.keys():
-        raise CheckpointError("meta keys 'format' and 'version' are reserved for the checkpoint format")
-    config = json.dumps({**meta, "format": FORMAT, "version": VERSION}, indent=2)  # fails early if not JSON-able
+    if set(_RESERVED) & meta.keys():
+        raise CheckpointError(f"meta keys {', '.join(map(repr, _RESERVED))} are reserved for the checkpoint format")
+    json.dumps(meta)  # fails early if not JSON-able
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
     old = directory.with_name(f"{directory.name}.old-{os.getpid()}")
@@ -157,7 +164,8 @@ def save_checkpoint(directory: Path, *, weights: dict[str, torch.Tensor], meta: 
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data)
             _fsync(tmp / name)
-        _write_text(tmp / _CONFIG, config)  # last: its presence marks a complete folder
+        config = {**meta, "format": FORMAT, "version": VERSION, _SHA256: _sha256(tmp / _WEIGHTS)}
+        _write_text(tmp / _CONFIG, json.dumps(config, indent=2))  # last: its presence marks a complete folder
         _fsync(tmp)
         if directory.exists():
             os.replace(directory, old)
@@ -178,16 +186,33 @@ def save_checkpoint(directory: Path, *, weights: dict[str, torch.Tensor], meta: 
 def load_meta(directory: Path) -> dict:
     """Read and validate ``config.json``; returns the ``meta`` given to :func:`save_checkpoint`."""
     config = _read_json(_existing(directory, _CONFIG))
-    return {k: v for k, v in config.items() if k not in ("format", "version")}
+    return {k: v for k, v in config.items() if k not in _RESERVED}
 
 
 def load_weights(directory: Path, expected: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Load ``model.safetensors``; if ``expected`` is given, keys, shapes and dtypes must match it."""
+    """Load ``model.safetensors``, checked against the checksum in ``config.json`` (when it
+    records one); if ``expected`` is given, keys, shapes and dtypes must match it."""
     path = _existing(directory, _WEIGHTS)
     weights = _read_tensors(path)
+    config = Path(directory) / _CONFIG
+    recorded = _read_json(config).get(_SHA256) if config.is_file() else None
+    if recorded is not None and (got := _sha256(path)) != recorded:
+        raise CheckpointError(f"{path}: sha256 {got} differs from the {recorded} recorded in {config}: the "
+                              "weights file was changed or corrupted after it was written")
     if expected is not None:
         _check_matches(path, weights, expected)
     return weights
+
+
+def weights_shapes(directory: Path) -> dict[str, list[int]]:
+    """Each tensor's shape in ``model.safetensors``, read from its header alone (nothing is
+    loaded; safetensors checks the header against the file's size)."""
+    path = _existing(directory, _WEIGHTS)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_slice(k).get_shape() for k in f.keys()}
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({e})") from e
 
 
 def load_model_weights(model: torch.nn.Module, directory: Path) -> None:
@@ -286,6 +311,11 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         ready[k] = t
     save_file(ready, str(path), metadata={"format": FORMAT})
     _fsync(path)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _write_text(path: Path, text: str) -> None:
