@@ -3,8 +3,10 @@ data and arguments fail early with a clear line."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from gato.cli import main
+from gato.cli import COMMANDS, _load, main
 from gato.commands.data import collect
+from gato.commands.generate import caption
 from gato.commands.train import export, train
 from gato.data.storage import DatasetWriter, TaskDataset
 from gato.io import folder_lock, write_json
@@ -117,6 +121,11 @@ def test_a_non_finite_value_in_a_dataset_is_named_before_training(tmp_path, pend
     (["train", "--start-prob", "2"], "start_prob must be in"),
     (["collect", "control/cartpole", "--episodes", "-1"], "episodes must be >= 0"),
     (["tasks", "--domain", "typo"], "unknown domain 'typo'"),
+    (["train", "--context", "100000"], "context 100000 is above the gato-tiny model's context of 1024"),
+    (["inspect", "--context", "100000"], "context must be in [1, 1024]"),
+    (["eval", "nothing", "--device", "tpu"], "--device 'tpu': expected auto, cpu or cuda"),
+    (["caption", "nothing", "x.png", "--size", "24"], "--size must be a multiple of 16"),
+    (["vqa", "nothing", "x.png", "what?", "--size", "0"], "--size must be a multiple of 16"),
 ])
 def test_bad_arguments_are_one_clear_line(capsys, tmp_path, argv, message):
     code, err = run_cli(capsys, *argv, *(["--out", str(tmp_path / "o")] if argv[0] in ("train", "collect") else []))
@@ -220,4 +229,45 @@ def test_a_tokenizer_larger_than_the_models_text_ids_is_refused(shipped_copy):
     _set_model_field(shipped_copy, "text_vocab", 1000)
     with pytest.raises(ValueError, match="tokenizer .* has 4096 ids but the model's text_vocab in config.json is 1000"):
         load_checkpoint(shipped_copy)
+
+
+def test_eval_shows_progress_per_task_and_vision_language_set(capsys, tmp_path):
+    from gato.commands.evaluate import evaluate
+
+    collect(("vl/digits",), out=tmp_path / "data", vl_limit=40, progress=False)
+    evaluate(SHIPPED, tasks=("control/cartpole",), episodes=2, envs=2, videos=0, data=tmp_path / "data",
+             vl_examples=3, prompt=False, out=tmp_path / "eval")
+    err = capsys.readouterr().err
+    assert re.search(r"control/cartpole: .*\d/2 \[.*episode/s\]", err)  # a bar with a time estimate
+    assert re.search(r"vl/digits: .*\d/3 \[.*example/s\]", err)
+    evaluate(SHIPPED, tasks=("control/cartpole",), episodes=1, envs=1, videos=0, vl=False, prompt=False,
+             out=tmp_path / "quiet", progress=False)
+    assert "episode/s" not in capsys.readouterr().err
+
+
+def test_every_command_takes_the_same_device_convention():
+    from gato.device import resolve_device
+
+    defaults = {" ".join(k): p.default for k, (target, _) in COMMANDS.items()
+                if (p := inspect.signature(_load(target)).parameters.get("device")) is not None}
+    assert {"eval", "play", "chat", "caption", "vqa", "dagger", "finetune", "train", "bench act"} <= defaults.keys()
+    assert set(defaults.values()) == {"auto"}, defaults
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("tpu", "cpu:0", "cuda:x"):
+        with pytest.raises(ValueError, match=f"--device {bad!r}: expected auto, cpu or cuda"):
+            resolve_device(bad)
+
+
+def test_caption_sizes_fit_the_training_images_and_the_context(capsys, tmp_path):
+    from PIL import Image
+
+    from gato.commands.generate import _images
+
+    for px in (32, 200):
+        Image.new("RGB", (px, px), "white").save(tmp_path / f"{px}.png")
+    digit, photo = _images([tmp_path / "32.png", tmp_path / "200.png"], None)
+    assert digit.shape == (32, 32, 3) and photo.shape == (64, 64, 3)  # as the digits and imported sets trained
+    with pytest.raises(ValueError, match="--size 4096 is 65536 patches.* more than the model's context of 512"):
+        caption(SHIPPED, (tmp_path / "32.png",), size=4096, device="cpu")
+    assert caption(SHIPPED, (tmp_path / "32.png",), max_tokens=4, device="cpu")
 

@@ -10,6 +10,7 @@ from tyro.conf import Positional
 
 from gato.dagger import check_labelable, collect_round
 from gato.data.episode import TaskSpec
+from gato.device import resolve_device
 from gato.evaluation.evaluate import resolve_decode
 from gato.io import folder_lock, read_json, write_json
 from gato.prompts import task_prompt
@@ -20,7 +21,7 @@ from gato.training.trainer import checkpoint_folder, load_model, load_tokenizer,
 
 def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: int = 2, episodes: int = 16,
            steps: int = 300, data: Path | None = None, out: Path = Path("runs/dagger"), envs: int = 8,
-           lr: float | None = None, decode: Literal["auto", "argmax", "median"] = "auto", device: str = "cpu",
+           lr: float | None = None, decode: Literal["auto", "argmax", "median"] = "auto", device: str = "auto",
            max_minutes: float | None = None, progress: bool = True) -> dict:
     """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
     task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
@@ -41,7 +42,7 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         envs: environments stepped together per task.
         lr: peak learning rate of the rounds (default: the checkpoint's).
         decode: greedy continuous action tokens (as `gato eval`).
-        device: cpu or cuda.
+        device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
         max_minutes: stop training (with a checkpoint) after this many minutes per round.
         progress: show a progress bar while training.
     """
@@ -50,6 +51,7 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
 
     if rounds < 1 or episodes < 1 or steps < 1:
         raise ValueError(f"rounds, episodes and steps must be >= 1, got {rounds}, {episodes} and {steps}")
+    device = str(resolve_device(device))
     start = checkpoint_folder(Path(checkpoint))
     meta = ckpt.load_meta(start)
     base = TrainConfig.from_dict(meta["train"])

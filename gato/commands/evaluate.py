@@ -11,6 +11,7 @@ import numpy as np
 from tyro.conf import Positional
 
 from gato.data.episode import TaskSpec
+from gato.device import resolve_device
 from gato.evaluation.curve import load_curve
 from gato.evaluation.evaluate import (RESULTS_VERSION, aggregate, prompt_source, record_video, resolve_decode,
                                       rollout)
@@ -23,9 +24,9 @@ from gato.training.trainer import load_checkpoint
 
 def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None, suite: str | None = None,
              episodes: int = 50, envs: int = 16, out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
-             seed: int = 100_000, device: str = "cpu", videos: int = 3, vl: bool = True,
+             seed: int = 100_000, device: str = "auto", videos: int = 3, vl: bool = True,
              vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
-             prompt: bool = True) -> dict:
+             prompt: bool = True, progress: bool = True) -> dict:
     """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
 
     Args:
@@ -38,7 +39,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
         data: dataset root for prompts and the vision-language sets (default: prompts the checkpoint carries).
         temperature: 0 for greedy action tokens, else sampling temperature.
         seed: first reset seed (disjoint from collection and reference-score seeds).
-        device: cpu or cuda.
+        device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
         videos: replay videos (GIF) recorded for this many tasks and linked in the report.
         vl: also score the vision-language and text sets of DATA (perplexity, BLEU-4, CIDEr, VQA).
         vl_examples: held-out examples scored per set and split (0: all).
@@ -47,6 +48,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
             targets, argmax otherwise).
         prompt: prompt each episode with the end of the task's best demonstration, from DATA, or
             from the prompts the checkpoint carries (`gato export`) when no DATA is given.
+        progress: show a progress bar with a time estimate per task (over its episodes) and per
+            vision-language set (over its examples).
     """
     from gato.envs import resolve
     from gato.envs.scores import load_scores, scores_file_id
@@ -56,6 +59,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
                          f"{videos} and {vl_examples}")
     if data is not None and not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
+    device = str(resolve_device(device))
     Path(out).mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails before any rollout
     model, meta, text = load_checkpoint(checkpoint, device)
     decode = resolve_decode(decode, meta)
@@ -76,7 +80,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
             print(f"{task.name}: no training episodes in {prompts}, so no prompt (collect the task to prompt it)")
         clock: dict = {}
         eps = rollout(model, task, spec, episodes, envs, text=text, prompt=task_p, temperature=temperature,
-                      seed=seed, device=device, decode=decode, timing=clock)
+                      seed=seed, device=device, decode=decode, timing=clock, progress=progress)
         for k in ("act", "env"):
             phases[f"{k}_s"] += clock[k]
         rets = np.array([e["return"] for e in eps])
@@ -101,7 +105,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
                          device=device, decode=decode)
         results["videos"][task.name] = str(Path(v["video"]).relative_to(Path(out)))
     t2 = time.perf_counter()
-    results["vision_language"] = _vision_language(model, text, data, vl_examples, seed) if vl and data else {}
+    results["vision_language"] = _vision_language(model, text, data, vl_examples, seed, progress) if vl and data else {}
     phases |= {"videos_s": t2 - t1, "vision_language_s": time.perf_counter() - t2}
     results["phases"] = {k: round(v, 1) for k, v in phases.items()}
     print("time: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.0f} s" for k, v in results["phases"].items()))
@@ -123,13 +127,13 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
     return results
 
 
-def _vision_language(model, text, data: Path, examples: int, seed: int) -> dict:
+def _vision_language(model, text, data: Path, examples: int, seed: int, progress: bool) -> dict:
     from gato.data.vl.sets import find_sets
     from gato.evaluation.vision_language import evaluate_vl
 
     if not find_sets(data):
         return {}
-    out = evaluate_vl(model, text, data, max_examples=examples, seed=seed)
+    out = evaluate_vl(model, text, data, max_examples=examples, seed=seed, progress=progress)
     for name, r in out.items():
         if r["kind"] == "text":
             print(f"{name:<40} perplexity {r['perplexity']:.1f} ({r['tokens']} tokens)")
@@ -144,7 +148,7 @@ def _vision_language(model, text, data: Path, examples: int, seed: int) -> dict:
 
 
 def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("runs/play"), seed: int = 100_000,
-         data: Path | None = None, temperature: float = 0.0, max_frames: int = 400, device: str = "cpu",
+         data: Path | None = None, temperature: float = 0.0, max_frames: int = 400, device: str = "auto",
          decode: Literal["auto", "argmax", "median"] = "auto", prompt: bool = True) -> dict:
     """Run one episode of TASK with a checkpoint and save its video (GIF) for a quick look.
 
@@ -156,7 +160,7 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
         data: dataset root for the prompt (default: the prompts the checkpoint carries).
         temperature: 0 for greedy action tokens.
         max_frames: frames kept in the GIF (evenly subsampled).
-        device: cpu or cuda.
+        device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
         decode: greedy continuous action tokens: argmax, median, or auto (as `gato eval`).
         prompt: prompt with the end of the task's best demonstration, from DATA or else from the
             checkpoint's own prompts (as `gato eval`).
@@ -167,6 +171,7 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     if data is not None and not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
+    device = str(resolve_device(device))
     model, meta, text = load_checkpoint(checkpoint, device)
     prompts = prompt_source(checkpoint, data) if prompt else None
     result = record_video(model, text, get_task(task), Path(out), seed=seed, data=prompts, temperature=temperature,

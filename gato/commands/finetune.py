@@ -12,6 +12,7 @@ from gato.commands.data import collect
 from gato.commands.evaluate import evaluate
 from gato.config import ModelConfig
 from gato.data.episode import TaskSpec
+from gato.device import resolve_device
 from gato.envs import get_task
 from gato.io import folder_lock
 from gato.training import checkpoint as ckpt
@@ -22,7 +23,7 @@ from gato.training.trainer import checkpoint_folder, run_training
 def finetune(checkpoint: Positional[Path], task: str, episodes: int = 10, steps: int = 300,
              out: Path = Path("runs/finetune"), data: Path | None = None, noise: float = 0.0, lr: float = 1e-4,
              batch_size: int | None = None, scratch: bool = False, eval_episodes: int = 20,
-             progress: bool = True) -> dict:
+             device: str = "auto", progress: bool = True) -> dict:
     """Fine-tune all weights of a checkpoint on EPISODES demonstrations of TASK (collected into
     OUT/data unless DATA is given), then evaluate it; resumable like `gato train`.
 
@@ -38,11 +39,13 @@ def finetune(checkpoint: Positional[Path], task: str, episodes: int = 10, steps:
         batch_size: sequences per step (default: the checkpoint's).
         scratch: the same recipe from random weights (the paper's baseline), instead of the checkpoint's.
         eval_episodes: evaluation episodes after fine-tuning (0: none).
+        device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
         progress: show progress bars.
     """
     if episodes < 1 or steps < 1 or eval_episodes < 0:
         raise ValueError(f"episodes and steps must be >= 1 and eval_episodes >= 0, got {episodes}, {steps} "
                          f"and {eval_episodes}")
+    device = str(resolve_device(device))
     src = checkpoint_folder(Path(checkpoint))
     base = TrainConfig.from_dict(ckpt.load_meta(src)["train"])
     t = get_task(task)
@@ -62,11 +65,11 @@ def finetune(checkpoint: Positional[Path], task: str, episodes: int = 10, steps:
         model_dir = out / "model"
         latest = ckpt.latest_checkpoint(model_dir) if model_dir.exists() else None
         if latest is None or ckpt.load_meta(latest)["step"] < steps:
-            run_training(cfg, model_dir, resume=latest is not None, progress=progress)
+            run_training(cfg, model_dir, device=device, resume=latest is not None, progress=progress)
         result = {"checkpoint": str(ckpt.latest_checkpoint(model_dir)), "task": task, "episodes": episodes,
                   "scratch": scratch}
         if eval_episodes:
             r = evaluate(model_dir, tasks=(task,), episodes=eval_episodes, envs=min(eval_episodes, 16),
-                         out=out / "eval", data=root, videos=0, vl=False)
+                         out=out / "eval", data=root, videos=0, vl=False, device=device, progress=progress)
             result["normalized"] = r["tasks"][task]["normalized"]
     return result

@@ -25,7 +25,10 @@ def inspect(source: str = "toy/find-square", start: int = 0, count: int = 64, se
     from gato.data import synthetic
     from gato.tokenization.text import TextTokenizer
 
-    tm, text = get_preset(preset).token_map, TextTokenizer.default()
+    model_cfg = get_preset(preset)
+    if not 1 <= context <= model_cfg.context:
+        raise ValueError(f"context must be in [1, {model_cfg.context}] (the {preset} model's context), got {context}")
+    tm, text = model_cfg.token_map, TextTokenizer.default()
     srcs = {s.name: s for s in synthetic.sources(tm, text, seed=seed)}
     if source not in srcs:
         raise ValueError(f"unknown source {source!r}; valid sources: {', '.join(srcs)}")

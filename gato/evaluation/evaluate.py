@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
+from tqdm import tqdm
 
 from gato.data.episode import TaskSpec
 from gato.evaluation.metrics import summarize, threshold_curve
@@ -17,23 +19,45 @@ RESULTS_VERSION = 1
 
 def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=None, prompt=None,
             temperature: float = 0.0, seed: int = 0, device: str = "cpu", decode: str = "argmax",
-            timing: dict | None = None) -> list[dict]:
+            timing: dict | None = None, progress: bool = False) -> list[dict]:
     """`episodes` episodes of `task` with N environments stepped in lock step (gato.rollout.run);
-    one model forward per action token serves them all."""
+    one model forward per action token serves them all. `progress`: a bar over the episodes."""
     from gato.agent import GatoAgent
     from gato.rollout import run
 
     n = min(num_envs, episodes)
-    envs = [task.make(sticky=True) for _ in range(n)]
+    bar = tqdm(total=episodes, desc=task.name, unit="episode", disable=not progress, leave=False)
+    envs = [_CountEpisodes(task.make(sticky=True), task.max_steps, bar) for _ in range(n)]
     agent = GatoAgent(model, spec, n, text=text, prompt=prompt, temperature=temperature, seed=seed, device=device,
                       decode=decode)
     try:
         results = run(task, envs, agent, range(seed, seed + episodes), record=False, timing=timing)
     finally:
+        bar.close()
         for env in envs:
             env.close()
     return [{"seed": r.seed, "return": r.ret, "length": r.length, "success": bool(r.success),
              "truncated": r.truncated} for r in results]
+
+
+class _CountEpisodes(gym.Wrapper):
+    """Advances a progress bar when an episode ends, by gato.rollout.run's rule: the task ends
+    it, a time limit does, or it reaches the task's step cap."""
+
+    def __init__(self, env: gym.Env, cap: int, bar: tqdm):
+        super().__init__(env)
+        self.cap, self.bar, self.steps = cap, bar, 0
+
+    def reset(self, **kwargs):
+        self.steps = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        out = self.env.step(action)
+        self.steps += 1
+        if out[2] or out[3] or self.steps >= self.cap:
+            self.bar.update(1)
+        return out
 
 
 def prompt_source(checkpoint: Path, data: Path | None) -> Path | None:

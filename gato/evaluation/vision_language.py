@@ -15,13 +15,15 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from gato.evaluation import vl_metrics as M
 
 
 def evaluate_vl(model, text, data: Path, *, sets: tuple[str, ...] = (), max_examples: int = 200,
-                batch_size: int = 32, seed: int = 0) -> dict[str, dict]:
-    """Scores of every vision-language and text set under `data` (or `sets`), keyed by set name."""
+                batch_size: int = 32, seed: int = 0, progress: bool = False) -> dict[str, dict]:
+    """Scores of every vision-language and text set under `data` (or `sets`), keyed by set name;
+    `progress`: a bar with a time estimate over each set's examples."""
     from gato.data.vl.formats import read_json
     from gato.data.vl.sets import find_sets
 
@@ -32,7 +34,8 @@ def evaluate_vl(model, text, data: Path, *, sets: tuple[str, ...] = (), max_exam
         run = {"text": _text, "captions": _captions, "vqa": _vqa}.get(card.get("kind"))
         if run is None:
             raise ValueError(f"{Path(data) / name}: not a vision-language or text set (card kind {card.get('kind')!r})")
-        out[name] = {"kind": card["kind"]} | run(model, text, Path(data), name, card, max_examples, batch_size, seed)
+        out[name] = {"kind": card["kind"]} | run(model, text, Path(data), name, card, max_examples, batch_size, seed,
+                                                 progress)
     return out
 
 
@@ -46,25 +49,38 @@ def _load(data, name, split, limit):
     return records
 
 
-def _generate(model, text, prompts, batch_size: int, max_tokens: int) -> list[str]:
+def _bar(total: int, desc: str, progress: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="example", disable=not progress, leave=False)
+
+
+def _generate(model, text, prompts, batch_size: int, max_tokens: int, desc: str, progress: bool) -> list[str]:
     from gato.generation import generate
 
     out = []
-    for i in range(0, len(prompts), batch_size):
-        ids = generate(model, prompts[i:i + batch_size], max_tokens, eos_id=text.eos_id)
-        out += [text.decode(x).strip() for x in ids]
+    with _bar(len(prompts), desc, progress) as bar:
+        for i in range(0, len(prompts), batch_size):
+            ids = generate(model, prompts[i:i + batch_size], max_tokens, eos_id=text.eos_id)
+            out += [text.decode(x).strip() for x in ids]
+            bar.update(len(ids))
     return out
 
 
-def _text(model, text, data, name, card, limit, batch_size, seed) -> dict:
+def _text(model, text, data, name, card, limit, batch_size, seed, progress) -> dict:
     docs = _load(data, name, "test", limit)
     room = model.cfg.context - 1  # BOS comes first
     ids = [text.encode(d, eos=True)[:room] for d in docs]
-    nll, count = M.text_nll(model, ids, batch_size=batch_size)
+    if not ids:
+        raise ValueError(f"{Path(data) / name}: no test documents to score")
+    nll, count = 0.0, 0
+    with _bar(len(ids), name, progress) as bar:
+        for i in range(0, len(ids), batch_size):  # summed NLL and token counts add up over batches
+            n, c = M.text_nll(model, ids[i:i + batch_size], batch_size=batch_size)
+            nll, count = nll + n, count + c
+            bar.update(len(ids[i:i + batch_size]))
     return {"split": "test", "documents": len(docs), "tokens": count, "perplexity": M.perplexity(nll, count)}
 
 
-def _captions(model, text, data, name, card, limit, batch_size, seed) -> dict:
+def _captions(model, text, data, name, card, limit, batch_size, seed, progress) -> dict:
     from gato.generation import image_prompt
 
     recs = _load(data, name, "test", limit)
@@ -77,7 +93,7 @@ def _captions(model, text, data, name, card, limit, batch_size, seed) -> dict:
     keys = list(refs)
     tm = model.cfg.token_map
     prompts = [image_prompt(images[k], np.zeros(0, np.int64), tm) for k in keys]
-    got = dict(zip(keys, _generate(model, text, prompts, batch_size, 48)))
+    got = dict(zip(keys, _generate(model, text, prompts, batch_size, 48, name, progress)))
     train = [r.text for r in _load(data, name, "train", 0)]
     rng = np.random.default_rng(seed)
     chance = {k: train[int(rng.integers(len(train)))] for k in keys}
@@ -86,7 +102,7 @@ def _captions(model, text, data, name, card, limit, batch_size, seed) -> dict:
             "examples": [{"generated": got[k], "reference": refs[k][0]} for k in keys[:5]]}
 
 
-def _vqa(model, text, data, name, card, limit, batch_size, seed) -> dict:
+def _vqa(model, text, data, name, card, limit, batch_size, seed, progress) -> dict:
     from gato.data.vl.sets import vqa_prompt
     from gato.generation import image_prompt
 
@@ -102,7 +118,7 @@ def _vqa(model, text, data, name, card, limit, batch_size, seed) -> dict:
         if not recs:
             continue
         prompts = [image_prompt(r.image, text.encode(vqa_prompt(r.question)), tm) for r in recs]
-        preds = dict(enumerate(_generate(model, text, prompts, batch_size, 8)))
+        preds = dict(enumerate(_generate(model, text, prompts, batch_size, 8, f"{name} {split}", progress)))
         answers = {i: r.answers for i, r in enumerate(recs)}
         types = {i: r.question_type or "all" for i, r in enumerate(recs)}
         scores = M.vqa_scores(preds, answers)

@@ -25,6 +25,7 @@ from gato import io
 from gato.config import ModelConfig, get_preset
 from gato.data.loader import step_batches
 from gato.data.sampling import Batch
+from gato.device import resolve_device
 from gato.model import Gato
 from gato.tokenization.text import TextTokenizer
 from gato.training import checkpoint as ckpt
@@ -40,6 +41,9 @@ class Trainer:
                  device: str = "cpu", text: TextTokenizer | None = None, dist: Dist = Dist()):
         self.cfg, self.dist = cfg, dist
         self.model_cfg = model_cfg or get_preset(cfg.preset)
+        if cfg.context > self.model_cfg.context:
+            raise ValueError(f"context {cfg.context} is above the {self.model_cfg.name} model's context of "
+                             f"{self.model_cfg.context} tokens")
         self.device = torch.device(device)
         self.text = text or (TextTokenizer.from_file(cfg.tokenizer) if cfg.tokenizer else TextTokenizer.default())
         if self.text.vocab_size > self.model_cfg.text_vocab:
@@ -354,8 +358,7 @@ def run_training(cfg: TrainConfig, out: Path, *, device: str = "auto", resume: b
                  allow_data_change: bool = False) -> dict:
     """Train with a resolved configuration (what `gato train`, `gato dagger` and fine-tuning call)."""
     get_preset(cfg.preset)  # clear error for an unknown preset before any work
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))
     d = distributed.init(device, timeout_s)
     try:
         return _train(Path(out), cfg, d, f"cuda:{d.local_rank}" if device == "cuda" else device, resume,

@@ -11,7 +11,8 @@ import torch
 from gato.config import get_preset
 
 
-from gato.commands.bench.common import _report, _time, resolve_device
+from gato.commands.bench.common import _report, _time
+from gato.device import resolve_device
 
 
 def bench_act(preset: str = "gato-tiny", obs_dim: int = 39, act_dim: int = 4, actions: int = 24,

@@ -24,17 +24,6 @@ def machine_info() -> dict:
     return info
 
 
-def resolve_device(device: str) -> torch.device:
-    """auto, cpu or cuda -> a device, with an error naming the option before any work."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device {device!r}: expected auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
-    return torch.device(device)
-
-
 class BareTransformer(nn.Module):
     """The same blocks as Gato with a plain token embedding: the baseline for the training bench."""
 

@@ -11,7 +11,8 @@ import torch
 from gato.config import get_preset
 
 
-from gato.commands.bench.common import _report, resolve_device
+from gato.commands.bench.common import _report
+from gato.device import resolve_device
 
 
 def bench_memory(presets: tuple[str, ...] = ("gato-tiny", "gato-79m", "gato-364m", "gato-1.18b"),

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from gato.config import get_preset
 
 
-from gato.commands.bench.common import BareTransformer, _report, _time, resolve_device
+from gato.commands.bench.common import BareTransformer, _report, _time
+from gato.device import resolve_device
 
 
 def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0, rounds: int = 3,
