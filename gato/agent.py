@@ -273,13 +273,18 @@ _TARGETS = np.array(TARGET_KINDS, np.uint8)
 
 def check_action_space(spec: TaskSpec, tm) -> list[tuple[int, int]]:
     """Valid id ranges per action token; an error before any step if the token map cannot
-    express every action of the space (more than 1024 values per token, text actions)."""
+    express every action of the space (more than 1024 values per token, in a Discrete,
+    MultiDiscrete or integer Box; text actions)."""
+    from gymnasium.spaces import Box
+
     try:
         ranges = spaces.token_ranges(spec.action_space, tm)
     except TypeError as e:
         raise ValueError(f"{spec.name}: the agent cannot act in {spec.action_space}: {e}") from None
     for _, leaf in spaces.leaves(spec.action_space):
         n = getattr(leaf, "nvec", getattr(leaf, "n", 0)) if isinstance(leaf, (Discrete, MultiDiscrete)) else 0
+        if isinstance(leaf, Box) and spaces.is_integer_box(leaf):  # float64: int64 bounds overflow
+            n = np.asarray(leaf.high, np.float64) - np.asarray(leaf.low, np.float64) + 1
         if np.max(n) > tm.num_discrete:
             raise ValueError(f"{spec.name}: action space {leaf} has more than the token map's "
                              f"{tm.num_discrete} discrete values per token")

@@ -44,10 +44,13 @@ def _load(target: str):
     return getattr(importlib.import_module(module), name)
 
 
-def _usage() -> str:
-    lines = ["usage: gato <command> [options]   (gato <command> --help for its options)", "", "commands:"]
+def _usage(group: str | None = None) -> str:
+    """Every command, or those of one group (`gato bench --help`)."""
+    prog = f"gato {group}" if group else "gato"
+    lines = [f"usage: {prog} <command> [options]   ({prog} <command> --help for its options)", "", "commands:"]
     for key, (_, summary) in COMMANDS.items():
-        lines.append(f"  {' '.join(key):<18} {summary}")
+        if group is None or key[0] == group:
+            lines.append(f"  {' '.join(key):<18} {summary}")
     return "\n".join(lines)
 
 
@@ -61,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"gato {version('gato-agent')}")
         return
     key = next((k for k in sorted(COMMANDS, key=len, reverse=True) if tuple(argv[:len(k)]) == k), None)
+    groups = {k[0] for k in COMMANDS if len(k) > 1}
+    if key is None and argv[:1] and argv[0] in groups and argv[1:2] in (["-h"], ["--help"]):
+        print(_usage(argv[0]))
+        return
     if key is None:
         print(_usage())
         known = {k[0] for k in COMMANDS}

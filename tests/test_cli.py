@@ -32,6 +32,11 @@ def test_usage_lists_commands_and_rejects_unknown(capsys):
     assert code == 2 and "bench train" in err
 
 
+def test_a_command_group_help_lists_its_commands(capsys):
+    code, out, _ = run(capsys, "bench", "--help")
+    assert code == 0 and "usage: gato bench <command>" in out and "bench memory" in out and "tokenizer" not in out
+
+
 def test_presets(capsys):
     code, out, _ = run(capsys, "presets")
     assert code == 0

@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from gato.cli import COMMANDS, _load, main
-from gato.commands.data import collect
+from gato.commands.data import collect, scores
 from gato.commands.generate import caption
 from gato.commands.train import export, train
+from gato.data.episode import TaskSpec
 from gato.data.storage import DatasetWriter, TaskDataset
 from gato.io import folder_lock, write_json
 from gato.training.checkpoint import CheckpointError
@@ -121,6 +122,8 @@ def test_a_non_finite_value_in_a_dataset_is_named_before_training(tmp_path, pend
     (["train", "--start-prob", "2"], "start_prob must be in"),
     (["collect", "control/cartpole", "--episodes", "-1"], "episodes must be >= 0"),
     (["tasks", "--domain", "typo"], "unknown domain 'typo'"),
+    (["play", "nothing", "control/cartpole", "--max-frames", "0"], "max_frames must be >= 1, got 0"),
+    (["play", "nothing", "control/cartpole", "--max-frames", "-3"], "max_frames must be >= 1, got -3"),
     (["train", "--context", "100000"], "context 100000 is above the gato-tiny model's context of 1024"),
     (["inspect", "--context", "100000"], "context must be in [1, 1024]"),
     (["eval", "nothing", "--device", "tpu"], "--device 'tpu': expected auto, cpu or cuda"),
@@ -271,3 +274,32 @@ def test_caption_sizes_fit_the_training_images_and_the_context(capsys, tmp_path)
         caption(SHIPPED, (tmp_path / "32.png",), size=4096, device="cpu")
     assert caption(SHIPPED, (tmp_path / "32.png",), max_tokens=4, device="cpu")
 
+
+def test_scores_never_replace_a_file_unless_forced(capsys, tmp_path, monkeypatch):
+    from gato.envs.scores import DEFAULT_FILE
+
+    shipped = DEFAULT_FILE.read_bytes()
+    # were the shipped file the default again, the run below would write to this copy, not the package
+    monkeypatch.setattr("gato.commands.data.DEFAULT_FILE", tmp_path / "guard.json", raising=False)
+    code, err = run_cli(capsys, "scores", "--tasks", "control/cartpole", "--episodes", "1")
+    assert code == 2 and "--out" in err and DEFAULT_FILE.read_bytes() == shipped
+    out = tmp_path / "scores.json"
+    write_json(out, {"version": 1, "tasks": {"x/kept": {"expert": {"mean": 1.0}}}})
+    with pytest.raises(ValueError, match=f"--out {out} exists; pass --force"):
+        scores(("control/cartpole",), episodes=1, out=out)
+    scores(("control/cartpole",), episodes=1, out=out, force=True)
+    assert set(json.loads(out.read_text())["tasks"]) == {"x/kept", "control/cartpole"}
+
+
+def test_an_integer_box_action_space_wider_than_the_token_map_is_refused():
+    from gymnasium import spaces
+
+    from gato.agent import check_action_space
+    from gato.config import get_preset
+
+    tm = get_preset("gato-tiny").token_map
+    obs = spaces.Box(-1, 1, (2,), np.float32)
+    assert len(check_action_space(TaskSpec("test/fits", obs, spaces.Box(0, 1023, (2,), np.int64)), tm)) == 2
+    for wide in (spaces.Box(0, 1024, (2,), np.int64), spaces.Box(-2**62, 2**62, (1,), np.int64)):
+        with pytest.raises(ValueError, match="test/wide: action space .* more than the token map's 1024"):
+            check_action_space(TaskSpec("test/wide", obs, wide), tm)

@@ -10,7 +10,7 @@ from tyro.conf import Positional
 
 from gato.data.collect import collect_tasks
 from gato.envs.registry import DOMAINS, SKIPPED, all_tasks, resolve
-from gato.envs.scores import DEFAULT_FILE, load_scores, measure, write_scores
+from gato.envs.scores import load_scores, measure, write_scores
 from gato.io import folder_lock
 
 
@@ -43,23 +43,28 @@ def tasks(domain: str | None = None) -> list[dict]:
     return rows
 
 
-def scores(tasks: tuple[str, ...] = ("all",), episodes: int = 50, seed: int = 10_000, workers: int = 1,
-           out: Path | None = None) -> dict[str, dict]:
-    """Measure expert and random returns per task and write them to the scores file.
+def scores(tasks: tuple[str, ...] = ("all",), episodes: int = 50, seed: int = 10_000, workers: int = 1, *,
+           out: Path, force: bool = False) -> dict[str, dict]:
+    """Measure expert and random returns per task and write them to a scores file.
 
     Args:
         tasks: task or domain names, or "all".
         episodes: episodes per policy per task (the paper uses 50).
         seed: first reset seed (kept apart from collection seeds).
         workers: parallel processes.
-        out: scores file to update (default: the one shipped in the package).
+        out: the scores file to write. The reference scores evaluation uses ship in the package
+            (gato/envs/scores.json); re-measuring them is `--out gato/envs/scores.json --force`.
+        force: update OUT when it exists (its measured tasks are replaced, the others kept).
     """
     from gato.envs import all_tasks, resolve
     from gato.rollout import parallel_map
     from tqdm import tqdm
 
+    path = Path(out)
+    if path.exists() and not force:
+        raise ValueError(f"--out {path} exists; pass --force to update it (measured tasks are replaced, the others "
+                         "kept) or choose a new file")
     chosen = all_tasks() if tuple(tasks) == ("all",) else resolve(list(tasks))
-    path = Path(out or DEFAULT_FILE)
     table = load_scores(path)
     jobs = [(t.name, who, episodes, seed) for t in chosen for who in ("expert", "random")]
     failed = []
