@@ -15,7 +15,7 @@ from gato.device import resolve_device
 from gato.evaluation.curve import load_curve
 from gato.evaluation.evaluate import (RESULTS_VERSION, aggregate, prompt_source, record_video, resolve_decode,
                                       rollout)
-from gato.evaluation.metrics import bootstrap_ci, human_normalized, normalized
+from gato.evaluation.metrics import human_normalized, mean_ci, normalized
 from gato.io import write_json
 from gato.prompts import task_prompt
 from gato.suites import with_suite
@@ -90,8 +90,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
             "domain": task.domain, "episodes": len(eps), "mean": float(rets.mean()), "std": float(rets.std()),
             "returns": rets.tolist(), "random": r, "expert": e, "normalized": norm,
             "human_normalized": human_normalized(task.name, float(rets.mean())),
-            # 95% percentile-bootstrap interval of the normalised mean, over this task's episodes
-            "normalized_ci": None if norm is None else [normalized(v, r, e) for v in bootstrap_ci(rets)],
+            # 95% bootstrap interval of the normalised mean, over this task's episodes (rliable)
+            "normalized_ci": None if norm is None else mean_ci([normalized(v, r, e) for v in rets]),
             "success_rate": float(np.mean([x["success"] for x in eps])) if task.success else None,
             "prompt_tokens": 0 if task_p is None else len(task_p)}
         p = per_task[task.name]

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gato.data.episode import TaskSpec
-from gato.evaluation.metrics import summarize, threshold_curve
+from gato.evaluation.metrics import normalized, performance_profile, summarize, threshold_curve
 from gato.io import atomic_write
 from gato.prompts import task_prompt
 
@@ -75,17 +75,32 @@ def resolve_decode(decode: str, meta: dict) -> str:
     return "median" if meta.get("train", {}).get("target_sigma", 0.0) > 0 else "argmax"
 
 
+def episode_scores(p: dict) -> list[float] | None:
+    """A task result's per-episode expert-normalised scores (None without reference scores)."""
+    if p["normalized"] is None:
+        return None
+    return [normalized(r, p["random"], p["expert"]) for r in p["returns"]]
+
+
 def aggregate(per_task: dict) -> dict:
-    domains: dict[str, list[float]] = {}
+    """Per-domain and overall statistics of per-task results (each with its episodes' returns
+    and reference scores): rliable's estimates with stratified-bootstrap intervals over episodes,
+    the paper's Figure 5 count of tasks at each threshold, and rliable's performance profile."""
+    domains: dict[str, list[list[float]]] = {}
     for p in per_task.values():
-        if p["normalized"] is not None:
-            domains.setdefault(p["domain"], []).append(p["normalized"])
-    summary = {d: summarize(v) | {"above_50": int(np.sum(np.asarray(v) >= 0.5))} for d, v in sorted(domains.items())}
-    allv = [v for vs in domains.values() for v in vs]
+        if (scores := episode_scores(p)) is not None:
+            domains.setdefault(p["domain"], []).append(scores)
+    means = {d: [p["normalized"] for p in per_task.values() if p["domain"] == d and p["normalized"] is not None]
+             for d in domains}
+    summary = {d: summarize(v) | {"above_50": int(np.sum(np.asarray(means[d]) >= 0.5))}
+               for d, v in sorted(domains.items())}
+    allv = [v for vs in means.values() for v in vs]
     t, counts = threshold_curve(allv)
-    return {"tasks": per_task, "domains": summary,
-            "overall": {"tasks_normalized": len(allv), "tasks_above_50": int(np.sum(np.asarray(allv) >= 0.5)),
-                        "curve": {"thresholds": t.tolist(), "tasks_at_or_above": counts.tolist()}}}
+    overall = {"tasks_normalized": len(allv), "tasks_above_50": int(np.sum(np.asarray(allv) >= 0.5)),
+               "curve": {"thresholds": t.tolist(), "tasks_at_or_above": counts.tolist()}}
+    if allv:
+        overall["profile"] = performance_profile([s for vs in domains.values() for s in vs])
+    return {"tasks": per_task, "domains": summary, "overall": overall}
 
 
 def record_video(model, text, task, out: Path, *, seed: int = 0, data: Path | None = None,

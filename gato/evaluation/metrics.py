@@ -1,8 +1,11 @@
-"""Scores as the paper reports them: expert-normalised per task, aggregated per domain with
-interquartile means and bootstrap confidence intervals, and the Figure 5 threshold curve."""
+"""Scores as the paper reports them: expert-normalised per task, aggregated per domain with the
+field's statistics (rliable, Agarwal et al. 2021: mean, median, interquartile mean, stratified
+bootstrap intervals, performance profiles), and the paper's Figure 5 threshold curve."""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -35,35 +38,75 @@ def human_normalized(task: str, score: float) -> float | None:
     return (score - random) / (human - random)
 
 
-def iqm(values) -> float:
-    """Interquartile mean: the mean of the middle 50% (25% trimmed from each end, as rliable)."""
-    x = np.sort(np.asarray(values, np.float64))
-    if x.size == 0:
-        raise ValueError("IQM of no values")
-    cut = int(np.floor(0.25 * x.size))
-    return float(x[cut:x.size - cut].mean())
+REPS = 2000  # bootstrap replicates of every interval
 
 
-def bootstrap_ci(values, stat: Callable = np.mean, samples: int = 2000, confidence: float = 0.95,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of `stat` over tasks."""
-    x = np.asarray(values, np.float64)
-    if x.size == 0:
-        raise ValueError("confidence interval of no values")
-    rng = np.random.default_rng(seed)
-    stats = np.array([stat(x[rng.integers(0, x.size, x.size)]) for _ in range(samples)])
-    a = (1 - confidence) / 2
-    return float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """rliable resamples with NumPy's global generator (its random_state argument is not used
+    for that): seed it for reproducible intervals, then give the caller's state back. Silences
+    arch's notice about that argument."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        np.random.set_state(state)
 
 
-def summarize(values) -> dict:
-    """Mean, median and IQM of normalised scores, each with a 95% bootstrap interval."""
-    x = np.asarray(values, np.float64)
-    out = {"tasks": int(x.size)}
-    for name, fn in (("mean", np.mean), ("median", np.median), ("iqm", iqm)):
-        out[name] = float(fn(x))
-        out[f"{name}_ci"] = list(bootstrap_ci(x, fn))
+def _interval(scores: np.ndarray, funcs: dict[str, Callable], seed: int) -> dict:
+    """Point estimates and 95% stratified-bootstrap intervals (rliable) of `funcs` over an
+    (episodes x tasks) score matrix: episodes are resampled within each task, the task set is
+    fixed (it is the suite, not a sample of tasks)."""
+    from rliable import library
+
+    with _seeded(seed):
+        point, ci = library.get_interval_estimates(
+            {"x": scores}, lambda m: np.array([f(m) for f in funcs.values()]), reps=REPS)
+    out = {}
+    for i, name in enumerate(funcs):
+        out[name], out[f"{name}_ci"] = float(point["x"][i]), [float(ci["x"][0, i]), float(ci["x"][1, i])]
     return out
+
+
+def score_matrix(per_task: list) -> np.ndarray:
+    """Per-episode scores of several tasks as the (episodes x tasks) matrix rliable takes; tasks
+    with more episodes than the fewest keep their first ones."""
+    n = min(len(v) for v in per_task)
+    if n == 0:
+        raise ValueError("aggregate of a task with no episodes")
+    return np.stack([np.asarray(v[:n], np.float64) for v in per_task], axis=1)
+
+
+def summarize(per_task: list, seed: int = 0) -> dict:
+    """Normalised scores of a group of tasks (each a list of per-episode scores): rliable's mean
+    (of task means), median (of task means) and IQM (the 25%-trimmed mean of every episode of
+    every task), each with its interval."""
+    from rliable import metrics
+
+    m = score_matrix(per_task)
+    return {"tasks": m.shape[1]} | _interval(m, {"mean": metrics.aggregate_mean, "median": metrics.aggregate_median,
+                                                  "iqm": metrics.aggregate_iqm}, seed)
+
+
+def mean_ci(episodes, seed: int = 0) -> list[float]:
+    """95% bootstrap interval of one task's mean score over its episodes."""
+    return _interval(np.asarray(episodes, np.float64)[:, None], {"mean": lambda m: m.mean()}, seed)["mean_ci"]
+
+
+def performance_profile(per_task: list, taus=None, seed: int = 0) -> dict:
+    """rliable's score distribution: for each threshold tau, the fraction of episodes (over all
+    tasks, each task weighted equally) scoring above tau, with a 95% stratified-bootstrap band.
+    Figure 5 counts tasks whose mean reaches a threshold; this shows how the episodes spread."""
+    from rliable import library
+
+    taus = np.linspace(0.0, 1.0, 51) if taus is None else np.asarray(taus, np.float64)
+    with _seeded(seed):
+        prof, ci = library.create_performance_profile({"x": score_matrix(per_task)}, taus, reps=REPS)
+    return {"taus": taus.tolist(), "fraction": prof["x"].tolist(), "lower": ci["x"][0].tolist(),
+            "upper": ci["x"][1].tolist()}
 
 
 def threshold_curve(values, thresholds=None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,6 @@
 """The evaluation report: report.md and report.html beside results.json, with the Figure 5 plot
-(tasks above each normalised-score threshold) and per-task bars as PNG files."""
+(tasks above each normalised-score threshold), rliable's performance profile (episodes above
+each threshold) and per-task bars as PNG files."""
 
 from __future__ import annotations
 
@@ -30,6 +31,21 @@ def _plots(results: dict, out: Path) -> dict[str, str]:
     fig.savefig(out / "figure5.png", dpi=100)
     plt.close(fig)
     files["figure5"] = "figure5.png"
+
+    if prof := results["overall"].get("profile"):
+        taus = 100 * np.asarray(prof["taus"])
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(taus, prof["fraction"], color="tab:purple")
+        ax.fill_between(taus, prof["lower"], prof["upper"], color="tab:purple", alpha=0.2)
+        ax.axvline(50, color="grey", linestyle=":")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel(r"expert-normalised score threshold $\tau$ (%)")
+        ax.set_ylabel(r"fraction of episodes with score $> \tau$")
+        ax.set_title("Performance profile (rliable, 95% band)")
+        fig.tight_layout()
+        fig.savefig(out / "profile.png", dpi=100)
+        plt.close(fig)
+        files["profile"] = "profile.png"
 
     tasks = [(n, t["normalized"]) for n, t in sorted(results["tasks"].items()) if t["normalized"] is not None]
     if tasks:
@@ -64,7 +80,12 @@ def write_report(results: dict, out: Path) -> Path:
         lo, hi = s["iqm_ci"]
         lines.append(f"| {d} | {s['tasks']} | {_pct(s['mean'])} | {_pct(s['median'])} | "
                      f"{_pct(s['iqm'])} ({_pct(lo)} to {_pct(hi)}) | {s['above_50']} |")
-    lines += ["", "![Figure 5](figure5.png)", "", "## Per task", "",
+    lines += ["", "Mean and median: of the tasks' mean scores; IQM: the interquartile mean of every episode "
+              "of every task; intervals: 95% stratified bootstrap over episodes (rliable), the task set fixed.",
+              "", "![Figure 5](figure5.png)"]
+    if "profile" in plots:
+        lines += ["", "![performance profile](profile.png)"]
+    lines += ["", "## Per task", "",
               "| task | return (mean ± std) | random | expert | normalised | success |", "|---|---|---|---|---|---|"]
     for name, t in sorted(results["tasks"].items()):
         ref = ["-" if t[k] is None else f"{t[k]:.2f}" for k in ("random", "expert")]
