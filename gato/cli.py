@@ -25,6 +25,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("scores",): ("gato.commands.data:scores", "measure expert and random reference scores per task"),
     ("collect",): ("gato.commands.data:collect", "record expert episodes of tasks or domains into datasets"),
     ("data-report",): ("gato.commands.data:data_report", "what each task's demonstrations can teach"),
+    ("minari", "import"): ("gato.commands.minari:minari_import", "convert a local Minari dataset into a task folder"),
+    ("minari", "export"): ("gato.commands.minari:minari_export", "write a task's episodes as a Minari dataset"),
     ("finetune",): ("gato.commands.finetune:finetune", "fine-tune a checkpoint on a few demonstrations of a task"),
     ("dagger",): ("gato.commands.dagger:dagger", "DAgger rounds: learner rollouts labelled by the experts, more training"),
     ("experts", "train-ars"): ("gato.commands.experts:ars_train", "train a linear ARS locomotion expert (MuJoCo)"),

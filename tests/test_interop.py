@@ -14,6 +14,7 @@ from gato.commands.train import train
 from gato.config import get_preset
 from gato.data.datasets import control_sources, find_tasks, open_task
 from gato.data.jat import jat_folders, registry_name
+from gato.data.storage import FINAL_COLUMNS, TRUNCATED
 from gato.envs.registry import task_spec
 from gato.tokenization.text import TextTokenizer
 
@@ -36,12 +37,15 @@ def test_jat_names_map_to_ours(jat, ours):
 
 
 def as_jat(ours: Path, task: str, folder: Path) -> Path:
-    """Our collected shards of `task` rewritten in JAT's layout: no card, no seed column, files
-    named train-XXXXX-of-YYYYY.parquet directly in the task folder."""
+    """Our collected shards of `task` rewritten in JAT's layout: no card, no seed column nor the
+    episode's end (final observation, truncated), files named train-XXXXX-of-YYYYY.parquet
+    directly in the task folder."""
     shards = sorted((ours / task / "train").glob("shard-*.parquet"))
     folder.mkdir(parents=True)
     for i, shard in enumerate(shards):
-        pq.write_table(pq.read_table(shard).drop(["seed"]), folder / f"train-{i:05d}-of-{len(shards):05d}.parquet")
+        table = pq.read_table(shard)
+        table = table.drop([c for c in table.column_names if c in ("seed", TRUNCATED, *FINAL_COLUMNS.values())])
+        pq.write_table(table, folder / f"train-{i:05d}-of-{len(shards):05d}.parquet")
     return folder
 
 

@@ -3,6 +3,8 @@
 Targets named vl, vl/<set> or text build the vision-language and text sets instead
 (gato.data.vl.sets); those are resumable too: a finished set is skipped.
 
+Each episode keeps its final observation and whether a time limit ended it (format version 2).
+
 Each episode is identified by its reset seed (train: seed, seed+1, ...; test: a disjoint
 range). A run that is killed loses at most the shards in flight; run again, it skips the seeds
 already on disk. An expert that crashes on an episode costs that episode only: it is counted
@@ -11,6 +13,7 @@ and the job goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -24,6 +27,26 @@ TEST_SEED_OFFSET = 1_000_000
 SIMULATORS = ("gymnasium", "minigrid", "ale-py", "metaworld", "mujoco", "dm_control", "Box2D", "numpy")
 
 _ENVS: dict[tuple[str, float], tuple] = {}  # per worker process: (task, noise) -> (task, env, expert)
+
+
+class _KeepsLastObservation:
+    """An environment that keeps the observation of its last step: after an episode, its final
+    observation, which the loop (gato.rollout) does not record. Everything else is the env's."""
+
+    def __init__(self, env):
+        self.env, self.last = env, None
+
+    def reset(self, **kwargs):
+        self.last = None
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        out = self.env.step(action)
+        self.last = out[0]
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
 
 
 def _record(job: tuple[str, str, int, float]):
@@ -40,7 +63,10 @@ def _record(job: tuple[str, str, int, float]):
             expert = task.make_expert(env)
             _ENVS[name, noise] = (task, env, NoisyExpert(expert, env.action_space, noise) if noise else expert)
         task, env, expert = _ENVS[name, noise]
-        return name, split, seed, run_episode(task, env, expert, seed=seed).episode, None
+        ending = _KeepsLastObservation(env)
+        result = run_episode(task, ending, expert, seed=seed)
+        episode = dataclasses.replace(result.episode, final_observation=ending.last, truncated=result.truncated)
+        return name, split, seed, episode, None
     except Exception as e:  # an expert or simulator failure costs this episode only
         _ENVS.pop((name, noise), None)
         return name, split, seed, None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
@@ -101,7 +127,8 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
             if old != level:
                 raise ValueError(f"{card_file} holds {task.name} collected with noise {old}, not {level}: "
                                  "collect this noise level into another --out")
-            w = DatasetWriter(out, spec, card, split=split, shard_episodes=shard_episodes, executed=level > 0)
+            w = DatasetWriter(out, spec, card, split=split, shard_episodes=shard_episodes, executed=level > 0,
+                              final=True)
             done = w.seeds_on_disk(split)
             writers[task.name, split] = w
             jobs += [(task.name, split, s, level) for s in seeds if s not in done]

@@ -1,7 +1,9 @@
 """The episode schema: what one task is, and one recorded episode of it.
 
 Step i aligns observation i, action i (taken after seeing observation i) and reward i (received
-after action i). The final observation is not stored, as in JAT's datasets.
+after action i). The final observation (the one after the last action) is not a step, as in JAT's
+datasets: it is kept apart, with how the episode ended, where the recorder knew them (Minari's
+episodes hold both).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class Episode:
     # action under DAgger); None: the labels were executed. Training feeds these as the history
     # and predicts the labels.
     executed: list[Any] | None = None
+    # The observation after the last action, and whether a time limit (not the task) ended the
+    # episode; None: not recorded (datasets of format version 1, prompts, DAgger rounds).
+    final_observation: Any = None
+    truncated: bool | None = None
 
     def __post_init__(self):
         if self.rewards is None:
@@ -38,7 +44,7 @@ class Episode:
         n = len(self.actions)
         if len(self.observations) != n or len(self.rewards) != n:
             raise ValueError(f"episode has {len(self.observations)} observations, {n} actions and "
-                             f"{len(self.rewards)} rewards; they must be equal (final observation not stored)")
+                             f"{len(self.rewards)} rewards; they must be equal (the final observation is kept apart)")
         if n == 0:
             raise ValueError("episode has no steps")
         if self.executed is not None and len(self.executed) != n:

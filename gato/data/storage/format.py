@@ -17,7 +17,9 @@ from gymnasium import spaces
 from gato.data.episode import Episode, TaskSpec
 from gato.tokenization.spaces import ACTION, OBSERVATION, is_image_space, leaves, modality
 
-FORMAT_VERSION = 1
+# 1: the steps only. 2: also, optionally, each episode's final observation (the `final_*`
+# columns) and how it ended (`truncated`). A version 1 folder reads as before.
+FORMAT_VERSION = 2
 SPLITS = ("train", "test", "dagger")  # dagger: learner-visited states labelled by the expert
 TEXT, IMAGE, DISCRETE, CONTINUOUS = "text", "image", "discrete", "continuous"
 OBS_COLUMNS = {TEXT: "text_observations", IMAGE: "image_observations",
@@ -25,7 +27,14 @@ OBS_COLUMNS = {TEXT: "text_observations", IMAGE: "image_observations",
 ACT_COLUMNS = {DISCRETE: "discrete_actions", CONTINUOUS: "continuous_actions"}
 # The actions the environment ran where they differ from the labels (DAgger: the learner's).
 EXECUTED_COLUMNS = {k: f"executed_{v}" for k, v in ACT_COLUMNS.items()}
+# The observation after the last action (one value per episode, stored as a one-step list) and
+# whether a time limit ended the episode (bool per episode, null if not known).
+FINAL_COLUMNS = {k: f"final_{v}" for k, v in OBS_COLUMNS.items()}
+TRUNCATED = "truncated"
 IMAGE_COL = OBS_COLUMNS[IMAGE]
+TEXT_COLUMNS = (OBS_COLUMNS[TEXT], FINAL_COLUMNS[TEXT])
+IMAGE_COLUMNS = (IMAGE_COL, FINAL_COLUMNS[IMAGE])
+INTEGER_COLUMNS = (OBS_COLUMNS[DISCRETE], FINAL_COLUMNS[DISCRETE], ACT_COLUMNS[DISCRETE], EXECUTED_COLUMNS[DISCRETE])
 # Dictionary-encoded columns: their values repeat. Floats and frames rarely do: a dictionary there
 # costs half the write time of a shard and makes the file larger.
 DICTIONARY_COLUMNS = (OBS_COLUMNS[TEXT], OBS_COLUMNS[DISCRETE], ACT_COLUMNS[DISCRETE])
@@ -117,12 +126,19 @@ def _layout(space: gym.Space, observation: bool) -> dict[str, list[tuple[tuple, 
     return out
 
 
-def columns(spec: TaskSpec, executed: bool = False) -> list[str]:
-    """The columns of a task's shards: observation, action, [executed action,] rewards, seed."""
+def columns(spec: TaskSpec, executed: bool = False, final: bool = False) -> list[str]:
+    """The columns of a task's shards: observation, action, [executed action,] rewards, seed,
+    [final observation, truncated]."""
     obs, act = _layout(spec.observation_space, True), _layout(spec.action_space, False)
     ex = [EXECUTED_COLUMNS[k] for k in ACT_COLUMNS if k in act] if executed else []
+    end = [FINAL_COLUMNS[k] for k in OBS_COLUMNS if k in obs] + [TRUNCATED] if final else []
     return ([OBS_COLUMNS[k] for k in OBS_COLUMNS if k in obs] + [ACT_COLUMNS[k] for k in ACT_COLUMNS if k in act]
-            + ex + ["rewards", "seed"])
+            + ex + ["rewards", "seed"] + end)
+
+
+def optional_columns(spec: TaskSpec) -> tuple[str, ...]:
+    """Columns a shard of the task may hold beyond `columns(spec)`: executed actions, the end."""
+    return tuple(c for c in columns(spec, executed=True, final=True) if c not in columns(spec))
 
 
 def _pick(values: list, path: tuple) -> list:
@@ -156,7 +172,11 @@ def episode_to_row(spec: TaskSpec, ep: Episode) -> dict[str, Any]:
     row.update(_encode(spec.action_space, ep.actions, False))
     if ep.executed is not None:
         row.update(_encode(spec.action_space, ep.executed, False, EXECUTED_COLUMNS))
+    if ep.final_observation is not None:
+        row.update(_encode(spec.observation_space, [ep.final_observation], True, FINAL_COLUMNS))
     row["rewards"] = np.asarray(ep.rewards, np.float32)
+    if ep.truncated is not None:
+        row[TRUNCATED] = bool(ep.truncated)
     return row
 
 
@@ -199,8 +219,11 @@ def row_to_episode(spec: TaskSpec, row: dict[str, Any]) -> Episode:
     n = len(rewards)
     executed = _decode(spec.action_space, row, False, n, EXECUTED_COLUMNS) \
         if any(c in row for c in EXECUTED_COLUMNS.values()) else None
+    final = _decode(spec.observation_space, row, True, 1, FINAL_COLUMNS)[0] \
+        if any(c in row for c in FINAL_COLUMNS.values()) else None
+    truncated = row.get(TRUNCATED)
     return Episode(_decode(spec.observation_space, row, True, n), _decode(spec.action_space, row, False, n), rewards,
-                   executed)
+                   executed, final, None if truncated is None else bool(truncated))
 
 
 # ---------------------------------------------------------------- Arrow columns
@@ -215,9 +238,11 @@ def _list(values: pa.Array, lengths: np.ndarray | list[int]) -> pa.Array:
 def _column(name: str, values: list) -> pa.Array:
     if name == "seed":
         return pa.array(values, pa.int64())
-    if name == OBS_COLUMNS[TEXT]:
+    if name == TRUNCATED:
+        return pa.array(values, pa.bool_())
+    if name in TEXT_COLUMNS:
         return pa.array(values, pa.list_(pa.string()))
-    if name == IMAGE_COL:
+    if name in IMAGE_COLUMNS:
         frames = [f.tobytes() for ep in values for f in ep]
         binary = pa.large_binary() if sum(map(len, frames)) >= 2**31 else pa.binary()
         return _list(pa.array(frames, binary), [len(ep) for ep in values])
@@ -254,9 +279,8 @@ def _decode_column(name: str, col: pa.ChunkedArray) -> list:
         shape.append(int(sizes[0]) if len(sizes) else 0)
         steps = steps.flatten()
     t, n = steps.type, int(lengths.sum())
-    expect = ("string" if name == OBS_COLUMNS[TEXT] else "image" if name == IMAGE_COL
-              else "integer" if name in ("discrete_observations", "discrete_actions", EXECUTED_COLUMNS[DISCRETE])
-              else "float")
+    expect = ("string" if name in TEXT_COLUMNS else "image" if name in IMAGE_COLUMNS
+              else "integer" if name in INTEGER_COLUMNS else "float")
     if expect == "string" and (pa.types.is_string(t) or pa.types.is_large_string(t)):
         values = steps.to_pylist()
     elif expect == "image" and (pa.types.is_binary(t) or pa.types.is_large_binary(t)) and not shape:
@@ -284,5 +308,6 @@ def _read_rows(path: Path, names: list[str], optional: tuple[str, ...] = ()) -> 
         raise ValueError(f"missing column {missing[0]!r}")
     names = names + [c for c in optional if c in pf.schema_arrow.names]
     table = pf.read(columns=names)
-    cols = {c: table.column(c).to_pylist() if c == "seed" else _decode_column(c, table.column(c)) for c in names}
+    cols = {c: table.column(c).to_pylist() if c in ("seed", TRUNCATED) else _decode_column(c, table.column(c))
+            for c in names}
     return [{c: v[i] for c, v in cols.items()} for i in range(table.num_rows)]

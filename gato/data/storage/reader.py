@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 from gymnasium import spaces
 
 from gato.data.episode import Episode, TaskSpec
-from gato.data.storage.format import (ACT_COLUMNS, CONTINUOUS, DISCRETE, EXECUTED_COLUMNS, FORMAT_VERSION, IMAGE,
+from gato.data.storage.format import (ACT_COLUMNS, CONTINUOUS, DISCRETE, FORMAT_VERSION, IMAGE,
                                       IMAGE_COL, OBS_COLUMNS, SPLITS, TEXT, _decode_column, _read_rows, columns,
-                                      row_to_episode, space_from_json, space_to_json)
+                                      optional_columns, row_to_episode, space_from_json, space_to_json)
 from gato.data.storage.writer import _load_card, task_folder
 
 # ---------------------------------------------------------------- readers
@@ -42,8 +42,9 @@ class TaskDataset:
         """A stored row as `row_to_episode` reads it."""
         return row
 
-    def _rows(self, split: str, names: list[str], limit: int | None = None):
-        """(shard path, its rows), shard by shard, skipping and reporting bad shards."""
+    def _rows(self, split: str, names: list[str], limit: int | None = None, optional: tuple[str, ...] = ()):
+        """(shard path, its rows: `names` and those of `optional` the shard has), shard by shard,
+        skipping and reporting bad shards."""
         if split not in SPLITS:
             raise ValueError(f"split {split!r} is not one of {SPLITS}")
         count = 0
@@ -51,7 +52,7 @@ class TaskDataset:
             if limit is not None and count >= limit:
                 return
             try:
-                rows = _read_rows(path, names, tuple(EXECUTED_COLUMNS.values()))
+                rows = _read_rows(path, names, optional)
             except (OSError, pa.ArrowException, ValueError) as e:
                 self._error(f"{path}: {e}")
                 continue
@@ -64,11 +65,17 @@ class TaskDataset:
         warnings.warn(message)
 
     def episodes(self, split: str = "train", limit: int | None = None) -> list[Episode]:
+        return [ep for _, ep in self.seeded_episodes(split, limit)]
+
+    def seeded_episodes(self, split: str = "train", limit: int | None = None) -> list[tuple[int | None, Episode]]:
+        """(reset seed or None, episode) of each episode; a shard that does not decode is skipped
+        and reported (`errors`)."""
         names = [c for c in columns(self.spec) if c != "seed"]
-        out: list[Episode] = []
-        for path, rows in self._rows(split, names, limit):
+        out: list[tuple[int | None, Episode]] = []
+        optional = optional_columns(self.spec) + ("seed",)
+        for path, rows in self._rows(split, names, limit, optional):
             try:
-                out += [row_to_episode(self.spec, self._prepare(r)) for r in rows]
+                out += [(r.get("seed"), row_to_episode(self.spec, self._prepare(r))) for r in rows]
             except ValueError as e:
                 self._error(f"{path}: {e}")
         return out[:limit]

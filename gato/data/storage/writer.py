@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -15,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gato.data.episode import Episode, TaskSpec
-from gato.data.storage.format import (DICTIONARY_COLUMNS, EXECUTED_COLUMNS, FORMAT_VERSION, IMAGE, IMAGE_COL, SPLITS,
-                                      _column, _layout, _leaf_path, _read_rows, columns, episode_to_row,
-                                      space_to_json)
+from gato.data.storage.format import (DICTIONARY_COLUMNS, EXECUTED_COLUMNS, FORMAT_VERSION, IMAGE, IMAGE_COLUMNS,
+                                      SPLITS, TRUNCATED, _column, _layout, _leaf_path, _read_rows, columns,
+                                      episode_to_row, space_to_json)
 from gato.io import atomic_write
 
 # ---------------------------------------------------------------- writer
@@ -77,16 +78,19 @@ class DatasetWriter:
 
     `card` adds fields to card.json, e.g. {"expert": "bot", "packages": {"minigrid": "3.2.0"}}.
     Reopening a folder resumes: the next shard index follows the last one on disk. card.json is
-    rewritten after a shard when `card_interval_s` have passed since its last write, and on close."""
+    rewritten after a shard when `card_interval_s` have passed since its last write, and on close.
+    `final`: shards also hold each episode's final observation and whether it was truncated
+    (every episode added must carry `final_observation`; `truncated` may be None)."""
 
     def __init__(self, root: str | Path, spec: TaskSpec, card: dict, split: str = "train", shard_episodes: int = 16,
-                 card_interval_s: float = 1.0, executed: bool = False):
+                 card_interval_s: float = 1.0, executed: bool = False, final: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split {split!r} is not one of {SPLITS}")
         self.spec, self.split, self.shard_episodes = spec, split, shard_episodes
         self.card_interval_s, self._card_stale = card_interval_s, False
-        self.folder, self.columns = task_folder(root, spec.name), columns(spec, executed)
+        self.folder, self.columns = task_folder(root, spec.name), columns(spec, executed, final)
         self.executed = executed  # shards also hold the executed actions (labels where none differ)
+        self.final = final
         self.card_path, self._buffer = self.folder / "card.json", []
         old = _load_card(self.card_path) if self.card_path.exists() else {}
         obs, act = space_to_json(spec.observation_space), space_to_json(spec.action_space)
@@ -110,12 +114,16 @@ class DatasetWriter:
 
     def add(self, episode: Episode, seed: int | None = None) -> None:
         if self.executed and episode.executed is None:
-            episode = Episode(episode.observations, episode.actions, episode.rewards, episode.actions)
+            episode = dataclasses.replace(episode, executed=episode.actions)
+        if self.final and episode.final_observation is None:
+            raise ValueError(f"{self.folder}: this writer keeps final observations; the episode has none")
         row = episode_to_row(self.spec, episode)
         if not self.executed:
             for c in EXECUTED_COLUMNS.values():
                 row.pop(c, None)
         row["seed"] = seed
+        if self.final:
+            row.setdefault(TRUNCATED, None)  # not known
         self._buffer.append(row)
         if len(self._buffer) >= self.shard_episodes:
             self.flush()
@@ -125,7 +133,7 @@ class DatasetWriter:
         if not self._buffer:
             return
         arrays = [_column(c, [r[c] for r in self._buffer]) for c in self.columns]
-        meta = {IMAGE_COL: {"shape": json.dumps(self.card.get("image_shape"))}}
+        meta = {c: {"shape": json.dumps(self.card.get("image_shape"))} for c in IMAGE_COLUMNS}
         table = pa.Table.from_arrays(arrays, schema=pa.schema(
             [pa.field(c, a.type, metadata=meta.get(c)) for c, a in zip(self.columns, arrays)]))
         path = self.folder / self.split / f"shard-{self._next:05d}.parquet"
