@@ -10,7 +10,8 @@ from tyro.conf import Positional
 
 from gato.data.collect import collect_tasks
 from gato.envs.registry import DOMAINS, SKIPPED, all_tasks, resolve
-from gato.envs.scores import load_scores, measure, write_scores
+from gato.envs.scores import load_scores, write_scores
+from gato.evaluation.reference import measure
 from gato.io import folder_lock
 
 
