@@ -12,6 +12,7 @@ says whether the task ended it or a time limit did (`truncated`).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -24,6 +25,7 @@ import numpy as np
 from gato.data.episode import Episode
 from gato.envs.registry import Task
 from gato.experts.noise import LabelledAction
+from gato.io import exit_with_parent
 
 
 @dataclass
@@ -218,9 +220,10 @@ def _short(x) -> str:
 
 def parallel_map(fn: Callable, jobs: Iterable, workers: int) -> Iterator:
     """fn over jobs, in order: in this process for one worker, else in a process pool (each
-    worker keeps its own environments between jobs)."""
+    worker keeps its own environments between jobs) whose workers die with this process, so a
+    killed job (`gato collect`, `gato scores`) leaves none behind holding its lock and pipes."""
     if workers <= 1:
         yield from map(fn, jobs)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         yield from pool.map(fn, jobs)

@@ -17,7 +17,7 @@ LAYERS = [
     ("gato.data", "gato.model", "gato.config", "gato.envs.scores"),  # the reference scores file
     ("gato.envs", "gato.experts", "gato.suites"),
     ("gato.rollout",),
-    ("gato.experts.ars_training", "gato.data.collect", "gato.evaluation.reference"),  # recipes over the loop
+    ("gato.experts.ars_training", "gato.collection", "gato.evaluation.reference"),  # recipes over the loop
     ("gato.training",),
     ("gato.agent", "gato.evaluation", "gato.dagger", "gato.prompts", "gato.generation", "gato.gym",
      "gato.inspection", "gato.model_card", "gato.scaling"),

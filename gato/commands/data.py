@@ -8,7 +8,7 @@ from typing import Literal
 
 from tyro.conf import Positional
 
-from gato.data.collect import collect_tasks
+from gato.collection import collect_tasks
 from gato.envs.registry import DOMAINS, SKIPPED, all_tasks, resolve
 from gato.envs.scores import load_scores, write_scores
 from gato.evaluation.reference import measure

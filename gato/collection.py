@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
-import os
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from tqdm import tqdm
@@ -72,19 +70,6 @@ def _record(job: tuple[str, str, int, float]):
         return name, split, seed, None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
 
 
-def _record_all(jobs: list, workers: int):
-    """`_record` over jobs, in order; with several workers in a pool whose processes die with
-    this one, so a killed `gato collect` leaves none behind holding its lock and output pipes
-    (gato.rollout.parallel_map's pool has no such initializer)."""
-    from gato.io import exit_with_parent
-
-    if workers <= 1:
-        yield from map(_record, jobs)
-        return
-    with ProcessPoolExecutor(workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-        yield from pool.map(_record, jobs)
-
-
 def _versions() -> dict[str, str]:
     out = {}
     for pkg in SIMULATORS:
@@ -100,6 +85,7 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
     from gato.data.storage import DatasetWriter, task_folder
     from gato.data.episode import TaskSpec
     from gato.envs import resolve
+    from gato.rollout import parallel_map
     from gato.experts.noise import DEFAULT_NOISE, check_noise
 
     tasks = resolve(targets)
@@ -135,7 +121,7 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
     failures: dict[str, int] = {}
     bar = tqdm(total=len(jobs), disable=not progress, unit="episode")
     try:
-        for name, split, s, episode, error in _record_all(jobs, workers):
+        for name, split, s, episode, error in parallel_map(_record, jobs, workers):
             if error is not None:
                 failures[name] = failures.get(name, 0) + 1
                 bar.write(f"{name}: episode with seed {s} failed and is skipped: {error.splitlines()[0]}")
