@@ -37,6 +37,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "collect"): ("gato.commands.bench.training:bench_collect", "recording expert episodes vs bare env stepping"),
     ("bench", "generate"): ("gato.commands.bench.acting:bench_generate", "text tokens/s with the KV cache vs recomputing"),
     ("bench", "memory"): ("gato.commands.bench.memory:bench_memory", "peak memory of training and acting per preset"),
+    ("experiment", "finetune"): ("gato.commands.experiment:experiment_finetune",
+                                 "few-shot fine-tuning on held-out tasks vs from scratch (Figure 9)"),
+    ("experiment", "prompts"): ("gato.commands.experiment:experiment_prompts",
+                                "a checkpoint with its own, no, or another task's demonstration prompt"),
     ("scaling",): ("gato.commands.model:scaling", "tokens, memory and hours per preset at the paper's scale"),
 }
 

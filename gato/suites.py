@@ -4,6 +4,7 @@
 - core: 32 tasks covering all seven domains, the quality goal's suite (docs/quality.md): the
   demo suite plus Atari from pixels (4 games), more BabyAI levels (6 in all), Meta-World (5)
   and continuous LunarLander.
+- heldout: 4 tasks in neither, for few-shot fine-tuning (`gato experiment finetune`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ CORE = DEMO + (
     "box2d/lunarlander-continuous",
 )
 
-SUITES: dict[str, tuple[str, ...]] = {"demo": DEMO, "core": CORE}
+# Held out of the demo and core suites' pretraining: the fine-tuning experiment's tasks (paper,
+# section 5.2), each a neighbour of pretraining tasks (another BabyAI level and colour, sparse
+# cartpole, the drawer's other direction).
+HELDOUT = ("babyai/GoToRedBallGrey", "dmc/cartpole-balance_sparse", "babyai/GoToObjS4", "metaworld/drawer-open")
+
+SUITES: dict[str, tuple[str, ...]] = {"demo": DEMO, "core": CORE, "heldout": HELDOUT}
 
 
 def suite(name: str) -> tuple[str, ...]:

@@ -1,0 +1,150 @@
+"""`gato experiment finetune|prompts`: the paper's few-shot fine-tuning comparison (section 5.2,
+Figure 9) and the value of demonstration prompts, at our scale, resumable cell by cell."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tyro.conf import Positional
+
+from gato.evaluation import experiments as ex
+from gato.io import folder_lock
+from gato.suites import HELDOUT
+
+
+def experiment_finetune(checkpoint: Positional[Path], tasks: tuple[str, ...] = HELDOUT[:2],
+                        demos: tuple[int, ...] = (1, 10), steps: int = 100, batch_size: int = 8, lr: float = 1e-4,
+                        eval_episodes: int = 20, noise: float = 0.0,
+                        out: Path = Path("runs/experiments/finetune"), device: str = "auto",
+                        progress: bool = True) -> dict:
+    """Fine-tune CHECKPOINT on N demonstrations of each held-out task and train the same recipe
+    from scratch, for each N in DEMOS; evaluate both (Figure 9). Writes OUT/results.md, a table
+    and OUT/figure9.png; a killed run resumes from its finished cells.
+
+    Args:
+        checkpoint: the pretrained generalist (checkpoint or run folder).
+        tasks: held-out tasks (default: the first two of the heldout suite, gato/suites.py); a task
+            the checkpoint was trained on is refused.
+        demos: numbers of demonstrations (the paper: 1 to 1000s; scale to the CPU).
+        steps: fine-tuning steps of every cell (equal for pretrained and scratch).
+        batch_size: sequences per step.
+        lr: peak learning rate of both (the scratch baseline gets the same recipe).
+        eval_episodes: evaluation episodes per cell.
+        noise: collect noise-injected demonstrations (`gato collect --noise`).
+        out: the experiment folder: data/, runs/<cell>/, cells/, results.md, figure9.png.
+        device: auto, cpu, cuda or cuda:N.
+        progress: show progress bars.
+    """
+    from gato.commands.data import collect
+    from gato.commands.finetune import finetune
+
+    if not tasks or not demos or min(demos) < 1 or steps < 1 or eval_episodes < 1:
+        raise ValueError(f"need tasks, demos >= 1, steps >= 1 and eval_episodes >= 1; got {tasks}, {demos}, "
+                         f"{steps}, {eval_episodes}")
+    _refuse_seen(Path(checkpoint), tasks)
+    out = Path(out)
+    args = dict(checkpoint=str(checkpoint), tasks=list(tasks), demos=list(demos), steps=steps, batch_size=batch_size,
+                lr=lr, eval_episodes=eval_episodes, noise=noise)
+    with folder_lock(out, "gato experiment finetune"):
+        ex.start(out, "gato experiment finetune", args)
+        collect(tuple(tasks), episodes=max(demos), out=out / "data", noise=noise, progress=progress)
+        cells = []
+        for task in tasks:
+            for n in demos:
+                for scratch in (False, True):
+                    keys = (task, n, "scratch" if scratch else "pretrained")
+                    cell = ex.done(out, *keys)
+                    if cell is None:
+                        t0 = time.perf_counter()
+                        r = finetune(checkpoint, task, episodes=n, steps=steps, out=out / "runs" / "-".join(
+                            str(k).replace("/", "_") for k in keys), data=out / "data", lr=lr, batch_size=batch_size,
+                            scratch=scratch, eval_episodes=eval_episodes, device=device, progress=progress)
+                        cell = ex.record(out, r | {"seconds": round(time.perf_counter() - t0, 1)}, *keys)
+                    cells.append(cell)
+        ex.finetune_plot(cells, out / "figure9.png")
+        hours = sum(c["seconds"] for c in cells) / 3600
+        ex.write_results(out, "Few-shot fine-tuning on held-out tasks (paper, section 5.2)", ex.finetune_table(cells),
+                         f"{steps} steps of {batch_size} sequences per cell, {eval_episodes} evaluation episodes; "
+                         f"{hours:.2f} CPU-hours of cells.\n\n![Figure 9](figure9.png)")
+    print(ex.finetune_table(cells))
+    return {"cells": cells, "folder": str(out)}
+
+
+def experiment_prompts(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), episodes: int = 10,
+                       demos: int = 5, out: Path = Path("runs/experiments/prompts"), device: str = "auto",
+                       progress: bool = True) -> dict:
+    """Evaluate CHECKPOINT on each task with its own demonstration prompt, with none, and with
+    another task's (the next task in TASKS), on tasks it was trained on and held-out ones.
+
+    Args:
+        checkpoint: the checkpoint (checkpoint or run folder).
+        tasks: tasks to evaluate (default: four of the demo suite and the heldout suite's first two).
+        episodes: evaluation episodes per task and prompt.
+        demos: demonstrations collected per task to draw the prompts from (the best one is used).
+        out: the experiment folder: data/, cells/, results.md.
+        device: auto, cpu, cuda or cuda:N.
+        progress: show progress bars.
+    """
+    from gato.commands.data import collect
+    from gato.data.episode import TaskSpec
+    from gato.device import resolve_device
+    from gato.envs import get_task
+    from gato.envs.scores import load_scores
+    from gato.evaluation.evaluate import resolve_decode, rollout
+    from gato.evaluation.metrics import normalized
+    from gato.prompts import task_prompt
+    from gato.training.trainer import load_checkpoint
+
+    tasks = tuple(tasks) or ("control/cartpole", "babyai/GoToRedBall", "dmc/cartpole-balance", "mujoco/reacher",
+                             *HELDOUT[:2])
+    if len(tasks) < 2 or episodes < 1 or demos < 1:
+        raise ValueError(f"need two or more tasks, episodes >= 1 and demos >= 1; got {tasks}, {episodes}, {demos}")
+    out, device = Path(out), str(resolve_device(device))
+    seen = _trained_on(Path(checkpoint))
+    with folder_lock(out, "gato experiment prompts"):
+        ex.start(out, "gato experiment prompts", dict(checkpoint=str(checkpoint), tasks=list(tasks),
+                                                      episodes=episodes, demos=demos))
+        collect(tasks, episodes=demos, out=out / "data", progress=progress)
+        model, meta, text = load_checkpoint(checkpoint, device)
+        decode = resolve_decode("auto", meta)
+        ref, specs = load_scores(), {}
+        for name in tasks:
+            env = get_task(name).make()
+            specs[name] = TaskSpec(name, env.observation_space, env.action_space)
+            env.close()
+        cells = []
+        for i, name in enumerate(tasks):
+            other = tasks[(i + 1) % len(tasks)]
+            for kind, source in (("own", name), ("none", None), ("other", other)):
+                cell = ex.done(out, name, kind)
+                if cell is None:
+                    prompt = None if source is None else task_prompt(out / "data", source, specs[source], model.cfg, text)
+                    eps = rollout(model, get_task(name), specs[name], episodes, episodes, text=text, prompt=prompt,
+                                  seed=100_000, device=device, decode=decode, progress=progress)
+                    mean = sum(e["return"] for e in eps) / len(eps)
+                    r, e = (ref.get(name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
+                    cell = ex.record(out, {"task": name, "prompt": kind, "prompt_task": source, "seen": name in seen,
+                                           "mean": mean, "normalized": normalized(mean, r, e)}, name, kind)
+                cells.append(cell)
+        ex.write_results(out, "Demonstration prompts: own, none, another task's", ex.prompts_table(cells),
+                         f"{episodes} episodes per task and prompt, greedy; prompts: the end of the best of {demos} "
+                         "fresh expert demonstrations of the task (or of the next task in the list).")
+    print(ex.prompts_table(cells))
+    return {"cells": cells, "folder": str(out)}
+
+
+def _trained_on(checkpoint: Path) -> set[str]:
+    """The tasks a checkpoint was trained on, from the prompts it carries (empty if none)."""
+    from gato.data.datasets import find_tasks
+    from gato.prompts import checkpoint_prompts
+    from gato.training.trainer import checkpoint_folder
+
+    folder = checkpoint_prompts(checkpoint_folder(checkpoint))
+    return set(find_tasks(folder)) if folder else set()
+
+
+def _refuse_seen(checkpoint: Path, tasks) -> None:
+    seen = _trained_on(checkpoint) & set(tasks)
+    if seen:
+        raise ValueError(f"{checkpoint} was trained on {', '.join(sorted(seen))}: not held out")

@@ -1,0 +1,52 @@
+"""`gato experiment`: the runners' bookkeeping (cells, resume, refusals) and a real tiny run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import gato.commands.finetune as finetune_module
+from gato.commands.experiment import experiment_finetune, experiment_prompts
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"
+
+
+def test_finetune_experiment_runs_each_cell_once_resumes_and_writes_figure9(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(checkpoint, task, *, episodes, scratch, **kw):  # the cells' bookkeeping, not the training
+        calls.append((task, episodes, scratch))
+        return {"task": task, "episodes": episodes, "scratch": scratch, "normalized": 0.1 * episodes - 0.2 * scratch}
+
+    monkeypatch.setattr(finetune_module, "finetune", fake)
+    kw = dict(tasks=("control/acrobot",), demos=(1, 2), steps=1, eval_episodes=1, out=tmp_path / "x", progress=False)
+    monkeypatch.setattr("gato.commands.experiment._refuse_seen", lambda checkpoint, tasks: None)
+    first = experiment_finetune(tmp_path / "pre", **kw)
+    assert sorted(calls) == [("control/acrobot", 1, False), ("control/acrobot", 1, True),
+                             ("control/acrobot", 2, False), ("control/acrobot", 2, True)]
+    again = experiment_finetune(tmp_path / "pre", **kw)  # a rerun: every cell is done
+    assert len(calls) == 4 and again["cells"] == first["cells"]
+    table = (tmp_path / "x" / "results.md").read_text()
+    assert "| control/acrobot | 2 | 20.0% | 0.0% | +20.0 pp |" in table
+    assert (tmp_path / "x" / "figure9.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="holds another experiment"):
+        experiment_finetune(tmp_path / "pre", **kw | {"steps": 2})
+
+
+def test_finetune_experiment_refuses_a_task_the_checkpoint_was_trained_on(tmp_path):
+    with pytest.raises(ValueError, match="was trained on control/cartpole: not held out"):
+        experiment_finetune(SHIPPED, tasks=("control/cartpole",), out=tmp_path / "x", progress=False)
+
+
+@pytest.mark.slow
+def test_prompt_experiment_on_the_shipped_checkpoint(tmp_path):
+    r = experiment_prompts(SHIPPED, tasks=("control/cartpole", "babyai/GoToRedBallGrey"), episodes=2, demos=1,
+                           out=tmp_path / "p", device="cpu", progress=False)
+    cells = {(c["task"], c["prompt"]): c for c in r["cells"]}
+    assert len(cells) == 6 and cells[("control/cartpole", "own")]["seen"]
+    assert not cells[("babyai/GoToRedBallGrey", "none")]["seen"]
+    assert cells[("control/cartpole", "other")]["prompt_task"] == "babyai/GoToRedBallGrey"
+    saved = json.loads((tmp_path / "p" / "experiment.json").read_text())
+    assert saved["args"]["episodes"] == 2 and "| control/cartpole | yes |" in (tmp_path / "p" / "results.md").read_text()
