@@ -103,6 +103,16 @@ def test_bench_eval_json(capsys):
         result["steps_per_s"] / result["single_env_steps_per_s"], rel=0.01)
 
 
+def test_bench_generate_json_with_the_transformers_peer(capsys):
+    pytest.importorskip("transformers")
+    code, out, _ = run(capsys, "bench", "generate", "--tokens", "8", "--rounds", "1", "--device", "cpu", "--json")
+    assert code == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["tokens_per_s"] > 0 and set(result["peer_tokens_per_s"]) == {"dynamic", "static"}
+    assert result["peer_ratio"] == pytest.approx(result["tokens_per_s"] / max(result["peer_tokens_per_s"].values()),
+                                                 rel=0.01)
+
+
 def test_bench_device_errors_name_the_option(capsys):
     code, _, err = run(capsys, "bench", "eval", "--device", "tpu", "--json")
     assert code == 2 and "'tpu'" in err and "auto, cpu or cuda" in err

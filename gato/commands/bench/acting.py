@@ -146,14 +146,18 @@ def bench_eval(preset: str = "gato-tiny", task: str = "control/mountaincar", env
 
 
 def bench_generate(preset: str = "gato-tiny", tokens: int = 512, rounds: int = 3, device: str = "auto",
-                   json: bool = False) -> dict:
-    """Text tokens/s generated with the KV cache vs recomputing the window for every token.
+                   peer: bool = True, json: bool = False) -> dict:
+    """Text tokens/s generated with the KV cache vs recomputing the window for every token, and
+    (when transformers is installed) vs the field's standard decode loop: a Hugging Face Llama of
+    the same width, depth, heads and feed-forward size, greedy `generate` with its default
+    (dynamic) and its static cache.
 
     Args:
         preset: model preset.
         tokens: tokens generated per round (from a one-word prompt), so the window grows to this.
         rounds: interleaved rounds per side; the median is reported.
         device: auto, cpu or cuda.
+        peer: also time the transformers Llama (skipped when transformers is not installed).
         json: print one JSON object.
     """
     import numpy as np
@@ -176,5 +180,36 @@ def bench_generate(preset: str = "gato-tiny", tokens: int = 512, rounds: int = 3
     result = {"bench": "generate", "preset": preset, "device": str(dev), "tokens": tokens,
               "tokens_per_s": round(tokens / c, 1), "recompute_tokens_per_s": round(tokens / r, 1),
               "ratio": round(r / c, 2)}
-    return _report(result, json, f"{preset} on {dev}, {tokens} tokens: {tokens / c:.0f} tokens/s with the KV "
-                                 f"cache, {tokens / r:.0f} recomputing, ratio {r / c:.1f}")
+    line = (f"{preset} on {dev}, {tokens} tokens: {tokens / c:.0f} tokens/s with the KV cache, "
+            f"{tokens / r:.0f} recomputing, ratio {r / c:.1f}")
+    if peer and (llama := _peer_llama(cfg, tokens, rounds, dev)) is not None:
+        best = max(llama.values())
+        result |= {"peer": "transformers LlamaForCausalLM.generate", "peer_tokens_per_s": llama,
+                   "peer_ratio": round(tokens / c / best, 2)}
+        line += (f"; transformers Llama {llama['dynamic']:.0f} (dynamic cache), {llama['static']:.0f} (static "
+                 f"cache): ours {tokens / c / best:.2f}x the faster")
+    return _report(result, json, line)
+
+
+def _peer_llama(cfg, tokens: int, rounds: int, dev) -> dict | None:
+    """Tokens/s of greedy generation by a transformers Llama with gato's dimensions (random
+    weights, the same vocabulary size), per cache kind; None without transformers."""
+    try:
+        from transformers import LlamaConfig, LlamaForCausalLM
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.width, intermediate_size=cfg.mlp_hidden,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+        head_dim=cfg.head_dim, max_position_embeddings=cfg.context)).to(dev).eval()
+    ids = torch.tensor([[7]], device=dev)
+    out = {}
+    for kind, kw in (("dynamic", {}), ("static", {"cache_implementation": "static"})):
+        def run():
+            with torch.inference_mode():
+                llama.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=0,
+                               eos_token_id=None, **kw)
+        run()  # warm-up (the static cache is allocated here)
+        out[kind] = round(tokens / statistics.median(_time(run, dev) for _ in range(rounds)), 1)
+    return out
