@@ -10,7 +10,7 @@ import torch
 from gato.cli import main
 from gato.tokenization.text import TextTokenizer
 from gato.training import checkpoint as ckpt
-from gato.training.trainer import load_model
+from gato.training.loading import load_model
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

@@ -26,7 +26,7 @@ from gato.data.episode import TaskSpec
 from gato.data.storage import DatasetWriter, TaskDataset
 from gato.io import folder_lock, write_json
 from gato.training.checkpoint import CheckpointError
-from gato.training.trainer import load_checkpoint
+from gato.training.loading import load_checkpoint
 
 SMALL = dict(steps=2, batch_size=2, context=64, warmup=1, progress=False, checkpoint_every=2)
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"

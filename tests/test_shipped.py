@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from gato.envs.scores import VERSION, load_scores
-from gato.training.trainer import load_model, load_tokenizer
+from gato.training.loading import load_model, load_tokenizer
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"
 RESULTS = SHIPPED / "report" / "results.json"

@@ -233,7 +233,7 @@ def test_checkpoint_meta(straight_run):
 
 def test_loaded_model_acts_within_its_training_context(straight_run):
     """Trained on 48-token rows, a 128-context model acts and generates in 48-token windows."""
-    from gato.training.trainer import load_model
+    from gato.training.loading import load_model
 
     from gato.agent import GatoAgent
     from gato.data.episode import TaskSpec
@@ -260,7 +260,7 @@ def test_checkpoint_carries_its_tokenizer(straight_run, tmp_path):
     import json
 
     from gato.training.config import TOKENIZER_FILE
-    from gato.training.trainer import load_tokenizer
+    from gato.training.loading import load_tokenizer
 
     _, run = straight_run
     src = ckpt.latest_checkpoint(run)
@@ -281,7 +281,7 @@ def test_checkpoint_carries_its_tokenizer(straight_run, tmp_path):
 def test_export_keeps_what_acting_needs(straight_run, tmp_path):
     from gato.commands.train import export
     from gato.training.config import TOKENIZER_FILE
-    from gato.training.trainer import load_model
+    from gato.training.loading import load_model
 
     _, run = straight_run
     out = export(run, tmp_path / "shared")

@@ -16,7 +16,8 @@ from gato.io import folder_lock, read_json, write_json
 from gato.prompts import task_prompt
 from gato.training import checkpoint as ckpt
 from gato.training.config import TrainConfig
-from gato.training.trainer import checkpoint_folder, load_model, load_tokenizer, run_training
+from gato.training.trainer import run_training
+from gato.training.loading import checkpoint_folder, load_model, load_tokenizer
 
 
 def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: int = 2, episodes: int = 16,

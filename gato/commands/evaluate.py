@@ -19,7 +19,7 @@ from gato.evaluation.metrics import human_normalized, mean_ci, normalized
 from gato.io import write_json
 from gato.prompts import task_prompt
 from gato.suites import with_suite
-from gato.training.trainer import load_checkpoint
+from gato.training.loading import load_checkpoint
 
 
 def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None, suite: str | None = None,

@@ -94,7 +94,7 @@ def experiment_prompts(checkpoint: Positional[Path], tasks: tuple[str, ...] = ()
     from gato.evaluation.evaluate import resolve_decode, rollout
     from gato.evaluation.metrics import normalized
     from gato.prompts import task_prompt
-    from gato.training.trainer import load_checkpoint
+    from gato.training.loading import load_checkpoint
 
     tasks = tuple(tasks) or ("control/cartpole", "babyai/GoToRedBall", "dmc/cartpole-balance", "mujoco/reacher",
                              *HELDOUT[:2])
@@ -138,7 +138,7 @@ def _trained_on(checkpoint: Path) -> set[str]:
     """The tasks a checkpoint was trained on, from the prompts it carries (empty if none)."""
     from gato.data.datasets import find_tasks
     from gato.prompts import checkpoint_prompts
-    from gato.training.trainer import checkpoint_folder
+    from gato.training.loading import checkpoint_folder
 
     folder = checkpoint_prompts(checkpoint_folder(checkpoint))
     return set(find_tasks(folder)) if folder else set()

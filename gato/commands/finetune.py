@@ -17,7 +17,8 @@ from gato.envs import get_task
 from gato.io import folder_lock
 from gato.training import checkpoint as ckpt
 from gato.training.config import TrainConfig
-from gato.training.trainer import checkpoint_folder, run_training
+from gato.training.trainer import run_training
+from gato.training.loading import checkpoint_folder
 
 
 def finetune(checkpoint: Positional[Path], task: str, episodes: int = 10, steps: int = 300,

@@ -18,7 +18,7 @@ TRAINED_SIZE = 64  # the largest images of the offline vision-language sets (gat
 
 def _setup(checkpoint: Path, device: str, seed: int):
     """The checkpoint's model and tokenizer, and a seeded generator to sample with."""
-    from gato.training.trainer import load_checkpoint
+    from gato.training.loading import load_checkpoint
 
     device = resolve_device(device)
     model, _, text = load_checkpoint(Path(checkpoint), device)

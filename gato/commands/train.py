@@ -12,7 +12,8 @@ from tyro.conf import Positional
 from gato.config import ModelConfig
 from gato.training import checkpoint as ckpt
 from gato.training.config import EXECUTION_FIELDS, TOKENIZER_FILE, TRAIN_PRESETS, TrainConfig
-from gato.training.trainer import checkpoint_folder, load_tokenizer, run_training
+from gato.training.trainer import run_training
+from gato.training.loading import checkpoint_folder, load_tokenizer
 
 
 def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str | None = None,

@@ -75,7 +75,7 @@ def plot_curve(points: list[dict], out: Path) -> Path:
 
 def load_curve(checkpoint: Path) -> list[dict]:
     """The learning curve (curve.json) of the run the checkpoint belongs to, up to its step."""
-    from gato.training.trainer import checkpoint_folder
+    from gato.training.loading import checkpoint_folder
 
     folder = checkpoint_folder(Path(checkpoint))
     for where in (folder, folder.parent):

@@ -63,7 +63,7 @@ class _CountEpisodes(gym.Wrapper):
 def prompt_source(checkpoint: Path, data: Path | None) -> Path | None:
     """Where prompts come from: DATA when given, else the checkpoint's own prompts/ (if any)."""
     from gato.prompts import checkpoint_prompts
-    from gato.training.trainer import checkpoint_folder
+    from gato.training.loading import checkpoint_folder
 
     return Path(data) if data is not None else checkpoint_prompts(checkpoint_folder(Path(checkpoint)))
 

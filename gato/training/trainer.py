@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from gato.training import distributed, precision
 from gato.training.distributed import LARGE_PRESETS, Dist
 from gato.training.loss import masked_loss, target_mask
 from gato.training.config import EXECUTION_FIELDS, TOKENIZER_FILE, TrainConfig, build_mixture
+from gato.training.loading import checkpoint_folder
 from gato.training.schedule import lr_at
 
 
@@ -272,85 +272,9 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def checkpoint_folder(path: Path) -> Path:
-    """`path` itself if it is a checkpoint folder, else the newest checkpoint of the run folder."""
-    path = Path(path)
-    if not (path / "model.safetensors").exists() and path.is_dir():
-        path = ckpt.latest_checkpoint(path) or path
-    return path
-
-
-def load_model(path: Path, device: str = "cpu") -> tuple[Gato, dict]:
-    """A trained model in eval mode and its checkpoint meta (config, token map, tokenizer).
-
-    `path` is a checkpoint folder or a run folder (its newest checkpoint is used)."""
-    path = checkpoint_folder(path)
-    meta = ckpt.load_meta(path)
-    cfg = ModelConfig.from_dict(meta["model"])
-    # Act and generate within the window it was trained on: rotary attention has never seen
-    # distances past the training context, and they degrade it.
-    trained = meta.get("train", {}).get("context") or cfg.context
-    cfg = dataclasses.replace(cfg, context=min(cfg.context, trained))
-    _check_size(path, cfg)
-    model = Gato(cfg)
-    ckpt.load_model_weights(model, path)
-    return model.to(device).eval(), meta
-
-
-def _check_size(path: Path, cfg: ModelConfig) -> None:
-    """Refuse a config.json that describes more parameters than model.safetensors holds (a huge
-    vocabulary, width or depth, crafted or corrupt) before allocating any: counted on the meta
-    device, after bounding the depth by the file's tensor count (every layer has weights)."""
-    shapes = ckpt.weights_shapes(path)
-    config, weights = path / "config.json", path / "model.safetensors"
-    if cfg.num_layers > len(shapes):
-        raise ckpt.CheckpointError(f"{config}: num_layers {cfg.num_layers} is more than the {len(shapes)} tensors "
-                                   f"{weights} holds")
-    try:
-        with torch.device("meta"):
-            n = Gato(cfg).num_params()
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise ckpt.CheckpointError(f"{config}: not a valid model config ({e})") from None
-    held = sum(math.prod(s) for s in shapes.values())
-    if n > held:
-        raise ckpt.CheckpointError(f"{config} describes a model of {n:,} parameters but {weights} holds "
-                                   f"{held:,} values: refusing to build it")
-
-
-def load_checkpoint(path: Path, device: str = "cpu") -> tuple[Gato, dict, TextTokenizer]:
-    """A trained model (eval mode), its checkpoint meta and the text tokenizer it was trained with
-    (checked first: a tokenizer that does not fit the model is refused before it is built)."""
-    text = load_tokenizer(Path(path))
-    model, meta = load_model(Path(path), device)
-    return model, meta, text
-
-
-def load_tokenizer(path: Path) -> TextTokenizer:
-    """The text tokenizer a checkpoint was trained with: its own copy (checked against the hash in
-    its config and against the model's text ids), or the committed default for checkpoints that
-    carry none."""
-    path = checkpoint_folder(path)
-    meta = ckpt.load_meta(path)
-    ref = meta.get("tokenizer", {})
-    own = path / TOKENIZER_FILE
-    text = TextTokenizer.from_file(own) if own.exists() else TextTokenizer.default()
-    if ref.get("sha256") != text.sha256:
-        raise ValueError(f"{path}: trained with tokenizer {ref}, but {text.source} has sha256 {text.sha256}; "
-                         f"put that tokenizer's .model file in the checkpoint as {TOKENIZER_FILE}")
-    vocab = meta.get("model", {}).get("text_vocab")
-    if vocab is not None and text.vocab_size > vocab:
-        raise ValueError(f"{path}: tokenizer {text.source} has {text.vocab_size} ids but the model's text_vocab "
-                         f"in config.json is {vocab}")
-    return text
-
-
 def _diff(a: dict, b: dict) -> str:
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    io.write_json(path, obj, indent=2)
 
 
 def run_training(cfg: TrainConfig, out: Path, *, device: str = "auto", resume: bool = False, progress: bool = True,
@@ -411,7 +335,7 @@ def _train_locked(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: boo
                 history = [r for r in io.read_json(out / "history.json", "training history")
                            if r.get("step", 0) <= trainer.step]
     if d.main:
-        write_json_atomic(out / "config.json", trainer.meta())
+        io.write_json(out / "config.json", trainer.meta(), indent=2)
         n = trainer.model.num_params()
         ranks = f" x {d.world} ranks ({trainer.parallel})" if d.world > 1 else ""
         print(f"training {trainer.model_cfg.name} ({n / 1e6:.2f}M parameters) on {device}{ranks}, "
@@ -421,7 +345,7 @@ def _train_locked(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: boo
                          on_save=on_save)
     if d.main:
         result["history"] = history + result["history"]
-        write_json_atomic(out / "history.json", result["history"])
+        io.write_json(out / "history.json", result["history"], indent=2)
     return result
 
 
