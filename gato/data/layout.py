@@ -93,7 +93,7 @@ class EpisodeLayout:
         self.spec, self.tm, self.text = spec, tm, text
         self.max_local = max_local_positions
         self.num_action_tokens = len(spaces.token_ranges(spec.action_space, tm)) \
-            if not spaces.has_text(spec.action_space) else None
+            if "text" not in {spaces.modality(leaf) for _, leaf in spaces.leaves(spec.action_space)} else None
 
     def timestep(self, obs, act, where: str = "", executed=None) -> Sequence:
         """[observation, '|', action]. With `executed` (the action the environment really ran,

@@ -136,10 +136,6 @@ def describe(space: spaces.Space) -> str:
     return " + ".join([f"image {i}" for i in images_] + [f"{k} {n}" if n else k for k, n in counts.items()])
 
 
-def has_text(space: spaces.Space) -> bool:
-    return any(isinstance(leaf, spaces.Text) for _, leaf in leaves(space))
-
-
 def token_count(space: spaces.Space, x: Any, text=None) -> int:
     """How many tokens `encode(space, x)` gives (an image: its patches), without encoding."""
     total = 0
@@ -302,19 +298,13 @@ def _discrete_ranges(n, tm: TokenMap) -> list[tuple[int, int]]:
     return [(tm.discrete_start, tm.discrete_start + min(int(k), tm.num_discrete)) for k in n]
 
 
-@_token_ranges.register
-def _(space: spaces.Discrete, tm):
-    return _discrete_ranges([space.n], tm)
-
-
-@_token_ranges.register
-def _(space: spaces.MultiDiscrete, tm):
-    return _discrete_ranges(space.nvec.reshape(-1), tm)
-
-
-@_token_ranges.register
-def _(space: spaces.MultiBinary, tm):
-    return _discrete_ranges([2] * int(np.prod(space.shape)), tm)
+@_token_ranges.register(spaces.Discrete)
+@_token_ranges.register(spaces.MultiDiscrete)
+@_token_ranges.register(spaces.MultiBinary)
+def _(space, tm):  # values per element: n, nvec, or 2
+    n = getattr(space, "nvec", None)
+    n = [space.n] if isinstance(space, spaces.Discrete) else [2] * int(np.prod(space.shape)) if n is None else n
+    return _discrete_ranges(np.reshape(n, -1), tm)
 
 
 @_token_ranges.register
