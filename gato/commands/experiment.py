@@ -57,9 +57,9 @@ def experiment_finetune(checkpoint: Positional[Path], tasks: tuple[str, ...] = H
                     cell = ex.done(out, *keys)
                     if cell is None:
                         t0 = time.perf_counter()
-                        r = finetune(checkpoint, task, episodes=n, steps=steps, out=out / "runs" / "-".join(
-                            str(k).replace("/", "_") for k in keys), data=out / "data", lr=lr, batch_size=batch_size,
-                            scratch=scratch, eval_episodes=eval_episodes, device=device, progress=progress)
+                        r = finetune(checkpoint, task, episodes=n, steps=steps, out=out / "runs" / ex.cell_name(*keys),
+                                     data=out / "data", lr=lr, batch_size=batch_size, scratch=scratch,
+                                     eval_episodes=eval_episodes, device=device, progress=progress)
                         cell = ex.record(out, r | {"seconds": round(time.perf_counter() - t0, 1)}, *keys)
                     cells.append(cell)
         ex.finetune_plot(cells, out / "figure9.png")

@@ -16,8 +16,13 @@ import numpy as np
 from gato.io import read_json, write_json, write_text
 
 
+def cell_name(*keys) -> str:
+    """A cell's name in file and folder names: its keys joined, task slashes made underscores."""
+    return "-".join(str(k).replace("/", "_") for k in keys)
+
+
 def cell_path(folder: Path, *keys) -> Path:
-    return Path(folder) / "cells" / ("-".join(str(k).replace("/", "_") for k in keys) + ".json")
+    return Path(folder) / "cells" / f"{cell_name(*keys)}.json"
 
 
 def done(folder: Path, *keys) -> dict | None:
