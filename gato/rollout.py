@@ -12,6 +12,7 @@ says whether the task ended it or a time limit did (`truncated`).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -218,12 +219,16 @@ def _short(x) -> str:
     return f"array(shape={a.shape}, dtype={a.dtype})" if a.size > 8 else repr(x)
 
 
-def parallel_map(fn: Callable, jobs: Iterable, workers: int) -> Iterator:
+def parallel_map(fn: Callable, jobs: Iterable, workers: int, start: str | None = None) -> Iterator:
     """fn over jobs, in order: in this process for one worker, else in a process pool (each
     worker keeps its own environments between jobs) whose workers die with this process, so a
-    killed job (`gato collect`, `gato scores`) leaves none behind holding its lock and pipes."""
+    killed job (`gato collect`, `gato scores`) leaves none behind holding its lock and pipes.
+    `start`: the multiprocessing start method ("spawn" for workers that run torch: a forked
+    copy of a process whose OpenMP pool has run can hang)."""
     if workers <= 1:
         yield from map(fn, jobs)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+    ctx = multiprocessing.get_context(start) if start else None
+    with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent, initargs=(os.getpid(),),
+                             mp_context=ctx) as pool:
         yield from pool.map(fn, jobs)

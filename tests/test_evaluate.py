@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +77,37 @@ def test_a_small_model_trained_on_mountaincar_scores_clearly_above_random(tmp_pa
     Trainer(cfg, MODEL).fit(tmp_path / "run", progress=False)
     res = evaluate(tmp_path / "run", tasks=("control/mountaincar",), episodes=4, envs=4, out=tmp_path / "eval")
     assert res["tasks"]["control/mountaincar"]["normalized"] >= 0.5
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"
+CHEAP = ("control/cartpole", "control/acrobot")
+
+
+def test_eval_saves_each_task_and_reuses_it_only_under_the_same_settings(tmp_path, capsys):
+    kw = dict(episodes=2, envs=2, out=tmp_path / "eval", videos=0, vl=False, progress=False)
+    first = evaluate(SHIPPED, tasks=CHEAP, **kw)
+    saved = tmp_path / "eval" / "tasks" / "control-acrobot.json"
+    record = json.loads(saved.read_text())
+    assert record["task"] == "control/acrobot" and record["settings"]["episodes"] == 2
+    assert record["result"]["returns"] == first["tasks"]["control/acrobot"]["returns"]
+    record["result"]["mean"] = 1234.5  # a marker: a rerun must take the saved result, not roll out again
+    saved.write_text(json.dumps(record))
+    again = evaluate(SHIPPED, tasks=CHEAP + ("control/mountaincar",), **kw)
+    assert again["tasks"]["control/acrobot"]["mean"] == 1234.5
+    assert again["tasks"]["control/cartpole"] == first["tasks"]["control/cartpole"]
+    assert len(again["tasks"]["control/mountaincar"]["returns"]) == 2  # the new task was evaluated
+    assert "(saved earlier)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"control-cartpole.json: measured under other settings \(episodes differ\)"):
+        evaluate(SHIPPED, tasks=CHEAP, **(kw | {"episodes": 3}))
+    forced = evaluate(SHIPPED, tasks=CHEAP, force=True, **(kw | {"episodes": 3}))
+    assert len(forced["tasks"]["control/acrobot"]["returns"]) == 3
+
+
+def test_eval_in_worker_processes_gives_the_same_scores(tmp_path):
+    kw = dict(tasks=CHEAP, episodes=2, envs=2, videos=0, vl=False, progress=False)
+    one = evaluate(SHIPPED, out=tmp_path / "one", **kw)
+    two = evaluate(SHIPPED, out=tmp_path / "two", workers=2, **kw)
+    assert list(two["tasks"]) == list(CHEAP)  # in the order asked, though scored most expensive first
+    for name in CHEAP:
+        assert two["tasks"][name]["returns"] == one["tasks"][name]["returns"]
+    assert two["workers"] == 2 and two["weights_sha256"] == one["weights_sha256"]

@@ -96,7 +96,7 @@ def demo(out: Path = Path("runs/demo"), tasks: tuple[str, ...] = SUITE, episodes
     else:
         print(f"\n== 3/3 evaluate {latest.name} on {len(suite)} tasks and the vision-language sets -> {report}")
         results = evaluate(latest, tasks=tuple(suite), episodes=eval_episodes, envs=eval_episodes, out=report,
-                           data=data, vl_examples=vl_examples, videos=videos)
+                           data=data, vl_examples=vl_examples, videos=videos, force=True)
     print(f"\ndone in {(time.perf_counter() - t0) / 60:.1f} minutes. Report: {report / 'report.md'} "
           f"(and report.html). Summary:")
     summary(results)

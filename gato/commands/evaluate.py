@@ -7,27 +7,42 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from tyro.conf import Positional
 
-from gato.data.episode import TaskSpec
 from gato.device import resolve_device
 from gato.evaluation.curve import load_curve
-from gato.evaluation.evaluate import (RESULTS_VERSION, aggregate, prompt_source, record_video, resolve_decode,
-                                      rollout)
-from gato.evaluation.metrics import human_normalized, mean_ci, normalized
-from gato.io import write_json
-from gato.prompts import task_prompt
+from gato.evaluation.evaluate import (
+    RESULTS_VERSION,
+    aggregate,
+    prompt_source,
+    record_video,
+    resolve_decode,
+)
+from gato.evaluation.scoring import (
+    EvalSettings,
+    TaskJob,
+    cost_order,
+    run_job,
+    save_result,
+    saved_result,
+    score_task,
+)
+from gato.io import folder_lock, write_json
+from gato.rollout import parallel_map
 from gato.suites import with_suite
-from gato.training.loading import load_checkpoint
+from gato.training.checkpoint import weights_sha256
+from gato.training.loading import checkpoint_folder, load_checkpoint
 
 
 def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None, suite: str | None = None,
              episodes: int = 50, envs: int = 16, out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
              seed: int = 100_000, device: str = "auto", videos: int = 3, vl: bool = True,
              vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
-             prompt: bool = True, progress: bool = True) -> dict:
+             prompt: bool = True, workers: int = 1, force: bool = False, progress: bool = True) -> dict:
     """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
+
+    Each task's scores are saved in OUT/tasks/ as soon as it finishes: run the same command again
+    (after a kill, or with more tasks) and only the missing tasks are evaluated.
 
     Args:
         checkpoint: checkpoint folder or run folder (newest checkpoint).
@@ -48,83 +63,99 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
             targets, argmax otherwise).
         prompt: prompt each episode with the end of the task's best demonstration, from DATA, or
             from the prompts the checkpoint carries (`gato export`) when no DATA is given.
+        workers: parallel processes, each scoring whole tasks with its own copy of the model and
+            an equal share of the CPU threads (same scores as one process).
+        force: evaluate again the tasks OUT holds results for under other settings (another
+            checkpoint, episode count, seed, ...), replacing them; without it that is an error.
         progress: show a progress bar with a time estimate per task (over its episodes) and per
             vision-language set (over its examples).
     """
     from gato.envs import resolve
-    from gato.envs.scores import load_scores, scores_file_id
+    from gato.envs.scores import scores_file_id
 
-    if episodes < 1 or envs < 1 or videos < 0 or vl_examples < 0:
-        raise ValueError(f"episodes and envs must be >= 1, videos and vl_examples >= 0; got {episodes}, {envs}, "
-                         f"{videos} and {vl_examples}")
+    if episodes < 1 or envs < 1 or videos < 0 or vl_examples < 0 or workers < 1:
+        raise ValueError(f"episodes, envs and workers must be >= 1, videos and vl_examples >= 0; got {episodes}, "
+                         f"{envs}, {workers}, {videos} and {vl_examples}")
     if data is not None and not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
     device = str(resolve_device(device))
-    Path(out).mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails before any rollout
-    model, meta, text = load_checkpoint(checkpoint, device)
-    decode = resolve_decode(decode, meta)
+    out = Path(out)
+    folder = checkpoint_folder(Path(checkpoint))  # fixed now: a run that saves newer ones meanwhile is not mixed in
+    model, meta, text = load_checkpoint(folder, device)
     prompts = prompt_source(checkpoint, data) if prompt else None
-    ref = load_scores()
+    settings = EvalSettings(weights_sha256(folder), episodes, envs, seed, temperature, resolve_decode(decode, meta),
+                            None if prompts is None else str(prompts))
     if tasks is None:
         tasks = () if suite else ("control",)
     names = with_suite(tuple(tasks), suite)
     chosen = resolve(list(names)) if names else []
-    per_task, t0 = {}, time.perf_counter()
-    phases = {"act_s": 0.0, "env_s": 0.0}  # model acting vs environment stepping, over all tasks
-    for task in chosen:
-        probe = task.make()
-        spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
-        probe.close()
-        task_p = task_prompt(prompts, task.name, spec, model.cfg, text)
-        if prompts is not None and task_p is None:
-            print(f"{task.name}: no training episodes in {prompts}, so no prompt (collect the task to prompt it)")
-        clock: dict = {}
-        eps = rollout(model, task, spec, episodes, envs, text=text, prompt=task_p, temperature=temperature,
-                      seed=seed, device=device, decode=decode, timing=clock, progress=progress)
-        for k in ("act", "env"):
-            phases[f"{k}_s"] += clock[k]
-        rets = np.array([e["return"] for e in eps])
-        r, e = (ref.get(task.name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
-        norm = normalized(float(rets.mean()), r, e)
-        per_task[task.name] = {
-            "domain": task.domain, "episodes": len(eps), "mean": float(rets.mean()), "std": float(rets.std()),
-            "returns": rets.tolist(), "random": r, "expert": e, "normalized": norm,
-            "human_normalized": human_normalized(task.name, float(rets.mean())),
-            # 95% bootstrap interval of the normalised mean, over this task's episodes (rliable)
-            "normalized_ci": None if norm is None else mean_ci([normalized(v, r, e) for v in rets]),
-            "success_rate": float(np.mean([x["success"] for x in eps])) if task.success else None,
-            "prompt_tokens": 0 if task_p is None else len(task_p)}
-        p = per_task[task.name]
-        norm = "missing" if p["normalized"] is None else f"{100 * p['normalized']:.1f}%"
-        print(f"{task.name:<40} return {p['mean']:>10.2f} ± {p['std']:<8.2f} normalised {norm}")
-    results = aggregate(per_task)
-    results["videos"] = {}
-    t1 = time.perf_counter()
-    for task in chosen[:videos]:
-        v = record_video(model, text, task, Path(out) / "videos", seed=seed, data=prompts, temperature=temperature,
-                         device=device, decode=decode)
-        results["videos"][task.name] = str(Path(v["video"]).relative_to(Path(out)))
-    t2 = time.perf_counter()
-    results["vision_language"] = _vision_language(model, text, data, vl_examples, seed, progress) if vl and data else {}
-    phases |= {"videos_s": t2 - t1, "vision_language_s": time.perf_counter() - t2}
-    results["phases"] = {k: round(v, 1) for k, v in phases.items()}
-    print("time: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.0f} s" for k, v in results["phases"].items()))
-    results["learning_curve"] = load_curve(checkpoint)
-    results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
-                   episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
-                   seed=seed, envs=envs, decode=decode, suite=suite, prompts=None if prompts is None else str(prompts),
-                   data=None if data is None else str(data), vl_examples=vl_examples,
-                   scores_file=scores_file_id())
-    out = Path(out)
-    write_json(out / "results.json", results)  # strict: a NaN score is an error, not invalid JSON
-    for d, s in results["domains"].items():
-        print(f"{d:<12} {s['tasks']:>3} tasks  mean {100 * s['mean']:.1f}%  IQM {100 * s['iqm']:.1f}%  "
-              f"above 50%: {s['above_50']}")
-    from gato.evaluation.report import write_report
+    t0 = time.perf_counter()
+    with folder_lock(out, "gato eval"):  # a folder that cannot be made or written fails before any rollout
+        per_task = _score_tasks(model, text, folder, chosen, settings, out, device, workers, force, progress)
+        results = aggregate(per_task)
+        phases = {f"{k}_s": sum(p.get(f"{k}_s", 0.0) for p in per_task.values()) for k in ("act", "env")}
+        results["videos"] = {}
+        t1 = time.perf_counter()
+        for task in chosen[:videos]:
+            v = record_video(model, text, task, out / "videos", seed=seed, data=prompts, temperature=temperature,
+                             device=device, decode=settings.decode)
+            results["videos"][task.name] = str(Path(v["video"]).relative_to(out))
+        t2 = time.perf_counter()
+        results["vision_language"] = _vision_language(model, text, data, vl_examples, seed, progress) if vl and data else {}
+        phases |= {"videos_s": t2 - t1, "vision_language_s": time.perf_counter() - t2}
+        results["phases"] = {k: round(v, 1) for k, v in phases.items()}
+        print("time: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.0f} s" for k, v in results["phases"].items()))
+        results["learning_curve"] = load_curve(checkpoint)
+        results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
+                       episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
+                       seed=seed, envs=envs, decode=settings.decode, suite=suite,
+                       prompts=settings.prompts, data=None if data is None else str(data), vl_examples=vl_examples,
+                       scores_file=scores_file_id(), weights_sha256=settings.weights_sha256, workers=workers)
+        write_json(out / "results.json", results)  # strict: a NaN score is an error, not invalid JSON
+        for d, s in results["domains"].items():
+            print(f"{d:<12} {s['tasks']:>3} tasks  mean {100 * s['mean']:.1f}%  IQM {100 * s['iqm']:.1f}%  "
+                  f"above 50%: {s['above_50']}")
+        from gato.evaluation.report import write_report
 
-    report = write_report(results, out)
+        report = write_report(results, out)
     print(f"results in {out / 'results.json'}, report in {report} and {report.with_suffix('.html')}")
     return results
+
+
+def _score_tasks(model, text, folder: Path, chosen: list, settings: EvalSettings, out: Path, device: str,
+                 workers: int, force: bool, progress: bool) -> dict:
+    """Per-task results in the order of `chosen`: saved ones reused, the others scored here or in
+    worker processes (most expensive first), each saved as it finishes."""
+    import torch
+
+    from gato.envs.scores import load_scores
+
+    done, todo = {}, []
+    for task in chosen:
+        saved = None if force else saved_result(out, task.name, settings)
+        if saved is not None:
+            done[task.name] = saved
+            _print_task(task.name, saved, " (saved earlier)")
+        else:
+            todo.append(task)
+    if workers == 1 or len(todo) <= 1:
+        ref = load_scores()
+        for task in todo:
+            r = score_task(model, text, task, settings, device=device, progress=progress, ref=ref)
+            done[task.name] = save_result(out, task.name, settings, r)
+            _print_task(task.name, r)
+    else:
+        threads = max(1, torch.get_num_threads() // workers)
+        jobs = [TaskJob(str(folder), t.name, settings, str(out), device, threads) for t in cost_order(todo)]
+        for name, r in parallel_map(run_job, jobs, min(workers, len(jobs)), start="spawn"):
+            done[name] = r
+            _print_task(name, r)
+    return {t.name: done[t.name] for t in chosen}
+
+
+def _print_task(name: str, p: dict, note: str = "") -> None:
+    norm = "missing" if p["normalized"] is None else f"{100 * p['normalized']:.1f}%"
+    print(f"{name:<40} return {p['mean']:>10.2f} ± {p['std']:<8.2f} normalised {norm}{note}")
 
 
 def _vision_language(model, text, data: Path, examples: int, seed: int, progress: bool) -> dict:

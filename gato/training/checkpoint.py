@@ -189,6 +189,11 @@ def load_meta(directory: Path) -> dict:
     return {k: v for k, v in config.items() if k not in _RESERVED}
 
 
+def weights_sha256(directory: Path) -> str:
+    """The sha256 of a checkpoint's weights: what names the model a result was measured on."""
+    return _sha256(_existing(Path(directory), _WEIGHTS))
+
+
 def load_weights(directory: Path, expected: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Load ``model.safetensors``, checked against the checksum in ``config.json`` (when it
     records one); if ``expected`` is given, keys, shapes and dtypes must match it."""
