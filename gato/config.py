@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from gato.tokenization.vocab import TokenMap
 
 
+MAX_CONTEXT = 65536  # 64 times the paper's 1024
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "custom"
@@ -33,6 +36,9 @@ class ModelConfig:
     rope_base: float = 10000.0
 
     def __post_init__(self):
+        # every cache and mask is sized by the context: bound it before anything is allocated
+        if not 1 <= self.context <= MAX_CONTEXT:
+            raise ValueError(f"context must be in [1, {MAX_CONTEXT}], got {self.context}")
         if self.patch_channels % 32:
             raise ValueError(f"patch_channels must be a multiple of 32 (GroupNorm 32), got {self.patch_channels}")
         if self.head_dim % 2:

@@ -91,7 +91,7 @@ def runs(tmp_path_factory):
     shutil.copytree(root / "one" / MIDDLE, root / "one_then_two" / MIDDLE)
     launch([dict(RUN, out=root / "two"),
             dict(RUN, out=root / "one_then_two", resume=True),
-            dict(RUN, out=root / "fsdp", parallel="fsdp", activation_checkpointing="on", grad_accum=2, workers=1)])
+            dict(RUN, out=root / "fsdp", parallel="fsdp", activation_checkpointing="on", grad_accum=2, loader_workers=1)])
     return root
 
 
@@ -196,7 +196,7 @@ def test_accumulation_and_loader_workers_change_nothing(tmp_path):
                               precision="fp32")  # bf16 products would differ with the summation order
     plain = Trainer(cfg)
     plain.fit(progress=False)
-    split = Trainer(dataclasses.replace(cfg, grad_accum=2, workers=1))
+    split = Trainer(dataclasses.replace(cfg, grad_accum=2, loader_workers=1))
     split.fit(progress=False)
     a, b = plain.model.state_dict(), split.model.state_dict()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= ATOL

@@ -221,6 +221,7 @@ def _set_model_field(checkpoint: Path, field: str, value) -> None:
     ("text_vocab", 10**12, "describes a model of .* parameters but .*model.safetensors holds 3,"),
     ("width", 10**10, "describes a model of .* parameters but .*model.safetensors holds 3,"),
     ("num_layers", 10**9, "num_layers 1000000000 is more than the .* tensors .*model.safetensors holds"),
+    ("context", 10**9, r"not a valid model config \(context must be in \[1, 65536\], got 1000000000\)"),
 ])
 def test_a_crafted_config_is_refused_before_the_model_is_allocated(shipped_copy, field, value, message):
     _set_model_field(shipped_copy, field, value)
@@ -259,6 +260,18 @@ def test_every_command_takes_the_same_device_convention():
     for bad in ("tpu", "cpu:0", "cuda:x"):
         with pytest.raises(ValueError, match=f"--device {bad!r}: expected auto, cpu or cuda"):
             resolve_device(bad)
+
+
+def test_every_command_names_tasks_and_workers_the_same_way(capsys, tmp_path):
+    params = {" ".join(k): inspect.signature(_load(target)).parameters for k, (target, _) in COMMANDS.items()}
+    several = {k for k, p in params.items() if "tasks" in p}
+    assert {"collect", "eval", "train", "dagger", "scores", "data-report", "experiment prompts"} <= several
+    # --workers is always processes that share the command's work; train's batch builders are --loader-workers
+    assert {k for k, p in params.items() if "workers" in p} == {"collect", "scores", "eval", "demo", "experts train-ars"}
+    assert "loader_workers" in params["train"] and "loader_workers" in params["bench train"]
+    code, _ = run_cli(capsys, "collect", "--tasks", "control/cartpole", "--episodes", "1", "--test-episodes", "0",
+                      "--no-progress", "--out", str(tmp_path))
+    assert code == 0 and TaskDataset(tmp_path, "control/cartpole").episodes("train")
 
 
 def test_caption_sizes_fit_the_training_images_and_the_context(capsys, tmp_path):

@@ -84,9 +84,10 @@ def scores(tasks: tuple[str, ...] = ("all",), episodes: int = 50, seed: int = 10
     return table
 
 
-def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None, episodes: int = 100, test_episodes: int = -1, workers: int = 1,
-            out: Path = Path("data"), seed: int = 0, shard_episodes: int = 16, progress: bool = True,
-            vl_limit: int = 0, noise: float | Literal["auto"] = 0.0) -> dict:
+def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None, episodes: int = 100,
+            test_episodes: int = -1, workers: int = 1, out: Path = Path("data"), seed: int = 0,
+            shard_episodes: int = 16, progress: bool = True, vl_limit: int = 0,
+            noise: float | Literal["auto"] = 0.0, tasks: tuple[str, ...] = ()) -> dict:
     """Record expert episodes of tasks (or whole domains) into OUT/<domain>/<task>/{train,test};
     build vision-language and text sets into OUT/vl/<name>/ and OUT/text/corpus/.
 
@@ -107,11 +108,12 @@ def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None,
             of the half-range; discrete: a random action with this probability. "auto": the
             per-domain defaults of gato.experts.noise (docs/quality.md). Recorded in the card; a
             folder holds one noise level (collect another level into another --out).
+        tasks: more targets, given as in every other command (`--tasks`).
     """
     from gato.data.vl.sets import collect_sets, is_set_target
     from gato.suites import with_suite
 
-    targets = with_suite(tuple(targets), suite)
+    targets = with_suite(tuple(targets) + tuple(tasks), suite)
     if not targets:
         raise ValueError("name at least one task, domain or data set to collect (see `gato tasks`)")
     if episodes < 0 or test_episodes < -1:

@@ -24,7 +24,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           vl_sets: tuple[str, ...] | None = None, vl_weight: float | None = None,
           grad_accum: int | None = None, parallel: Literal["auto", "ddp", "fsdp"] | None = None,
           activation_checkpointing: Literal["auto", "on", "off"] | None = None, compile: bool | None = None,
-          workers: int | None = None, precision: Literal["auto", "bf16", "fp32"] | None = None,
+          loader_workers: int | None = None, precision: Literal["auto", "bf16", "fp32"] | None = None,
           init: str | None = None, start_prob: float | None = None, task_balance: float | None = None,
           target_sigma: float | None = None, min_return: float | None = None, prompt_prob: float | None = None,
           weight_decay: float | None = None, keep_checkpoints: int | None = None, max_episodes: int | None = None,
@@ -60,7 +60,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         parallel: with several ranks: ddp, fsdp (FSDP2), or auto (fsdp for gato-364m and gato-1.18b).
         activation_checkpointing: recompute block activations in the backward: on, off, or auto (large presets).
         compile: torch.compile each transformer block.
-        workers: data loader processes building the next batches (0: in the training process).
+        loader_workers: data loader processes building the next batches (0: in the training process).
         precision: bf16 (autocast), fp32, or auto: bf16 on CUDA and on CPUs with bf16 matrix units
             (AMX / AVX-512 BF16), fp32 elsewhere. May change on resume.
         init: start from this checkpoint's weights (same model shape and tokenizer); the optimizer
@@ -83,7 +83,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         eval_tasks: the learning curve's fixed task subset (default: the training tasks, up to 8).
         eval_episodes: episodes per task per point.
         resume: continue exactly from the newest checkpoint in OUT (on any number of ranks), with its
-            saved configuration; only execution settings (steps, logging, checkpointing, workers,
+            saved configuration; only execution settings (steps, logging, checkpointing, loader_workers,
             parallelism, precision) may be given again.
         allow_data_change: resume even though the training data changed since the run started.
         device: auto, cpu or cuda.

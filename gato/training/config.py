@@ -48,12 +48,15 @@ class TrainConfig:
     parallel: str = "auto"  # with several ranks: ddp, fsdp, or auto (fsdp for gato-364m and gato-1.18b)
     activation_checkpointing: str = "auto"  # on, off, or auto (on for gato-364m and gato-1.18b)
     compile: bool = False  # torch.compile each transformer block
-    workers: int = 0  # data loader processes building the next batches (0: the training process)
+    loader_workers: int = 0  # data loader processes building the next batches (0: the training process)
     precision: str = "auto"  # bf16 autocast or fp32; auto: bf16 on CUDA and CPUs with bf16 matrix units
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """A saved configuration (config.json's "train")."""
+        """A saved configuration (config.json's "train"); `workers`, the field's name in
+        checkpoints before it became `loader_workers`, is read as that."""
+        if "workers" in d and "loader_workers" not in d:
+            d = {("loader_workers" if k == "workers" else k): v for k, v in d.items()}
         return from_dict(cls, d, "training")
 
     def __post_init__(self):
@@ -70,8 +73,8 @@ class TrainConfig:
                              f"{self.target_sigma}, {self.warmup}, {self.context} and {self.lr}")
         if self.grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.loader_workers < 0:
+            raise ValueError(f"loader_workers must be >= 0, got {self.loader_workers}")
         if self.activation_checkpointing not in ("auto", "on", "off"):
             raise ValueError(f"activation_checkpointing must be auto, on or off, got {self.activation_checkpointing!r}")
         if self.parallel not in ("auto", "ddp", "fsdp"):
@@ -79,14 +82,14 @@ class TrainConfig:
 
 
 TOKENIZER_FILE = "tokenizer.model"  # every checkpoint carries its text tokenizer
-EXECUTION_FIELDS = ("steps", "grad_accum", "parallel", "activation_checkpointing", "compile", "workers",
+EXECUTION_FIELDS = ("steps", "grad_accum", "parallel", "activation_checkpointing", "compile", "loader_workers",
                     "precision", "log_every", "checkpoint_every", "keep_checkpoints")
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # The paper's schedule (SPEC): batch 512 x 1024, warm-up 15k steps to 1e-4, cosine over 1M.
     "paper": TrainConfig(preset="gato-79m", steps=1_000_000, batch_size=512, lr=1e-4, warmup=15_000,
-                         checkpoint_every=5000, workers=4),
+                         checkpoint_every=5000, loader_workers=4),
     # Minutes on a laptop CPU.
     "tiny": TrainConfig(),
     # The shipped gato-tiny (checkpoints/gato-tiny): the demo suite (gato/suites.py DEMO, 50 noise-

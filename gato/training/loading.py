@@ -31,7 +31,10 @@ def load_model(path: Path, device: str = "cpu") -> tuple[Gato, dict]:
     `path` is a checkpoint folder or a run folder (its newest checkpoint is used)."""
     path = checkpoint_folder(path)
     meta = ckpt.load_meta(path)
-    cfg = ModelConfig.from_dict(meta["model"])
+    try:
+        cfg = ModelConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ckpt.CheckpointError(f"{path / 'config.json'}: not a valid model config ({e})") from None
     # Act and generate within the window it was trained on: rotary attention has never seen
     # distances past the training context, and they degrade it.
     trained = meta.get("train", {}).get("context") or cfg.context

@@ -202,7 +202,7 @@ class Trainer:
         tokens, t_log = 0, time.perf_counter()
         sums = {}
         batches = step_batches(self.data, self.rows, self.context, self.step, self.cfg.steps,
-                               workers=self.cfg.workers, pin_memory=self.device.type == "cuda")
+                               workers=self.cfg.loader_workers, pin_memory=self.device.type == "cuda")
         try:
             for micro in batches:
                 tokens += sum(b.num_tokens for b in micro)

@@ -18,7 +18,7 @@ from gato.device import resolve_device
 
 
 def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0, rounds: int = 3,
-                steps_per_round: int = 2, workers: int = 1, peak_tflops: float | None = None,
+                steps_per_round: int = 2, loader_workers: int = 1, peak_tflops: float | None = None,
                 device: str = "auto", precision: str = "auto", json: bool = False) -> dict:
     """Training tokens/s of a full Gato step (batch building included) vs a bare transformer.
 
@@ -26,7 +26,7 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     random ids. It is timed twice: as a plain language model (logits at every position: the
     `ratio`) and with logits only at as many positions as a Gato batch has targets
     (`ratio_same_targets`, which isolates the cost of Gato's embeddings and batch building).
-    The Gato side gets its batches from the training data loader (`workers` processes; 0: built
+    The Gato side gets its batches from the training data loader (`loader_workers` processes; 0: built
     in the timed step). Where the device's bf16 peak is known (H100, H200, A100) or given, the
     result has the model FLOPs utilisation `mfu` (gato/scaling.py counts the FLOPs). Both sides run
     at `precision`; when that is bf16, the Gato step is also timed in fp32 in the same rounds
@@ -38,7 +38,7 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
         context: tokens per sequence (0: the preset's context).
         rounds: interleaved measurement rounds (the median is reported).
         steps_per_round: optimizer steps per side per round.
-        workers: data loader processes for the Gato side (0: batches built inside the timed step).
+        loader_workers: data loader processes for the Gato side (0: batches built inside the timed step).
         peak_tflops: the device's peak in TFLOP/s (default: looked up for CUDA devices).
         device: auto, cpu or cuda.
         precision: auto, bf16 or fp32 (auto: bf16 on CUDA and on CPUs with bf16 matrix units).
@@ -54,10 +54,10 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     dev = resolve_device(device)
     cfg = get_preset(preset)
     T = context or cfg.context
-    tcfg = TrainConfig(preset=preset, steps=10**9, batch_size=batch_size, context=T, warmup=1, workers=workers,
-                       precision=precision)
+    tcfg = TrainConfig(preset=preset, steps=10**9, batch_size=batch_size, context=T, warmup=1,
+                       loader_workers=loader_workers, precision=precision)
     gato = Trainer(tcfg, device=dev.type)
-    batches = step_batches(gato.data, gato.rows, T, 0, tcfg.steps, workers, pin_memory=dev.type == "cuda")
+    batches = step_batches(gato.data, gato.rows, T, 0, tcfg.steps, loader_workers, pin_memory=dev.type == "cuda")
 
     torch.manual_seed(0)
     bare = BareTransformer(cfg).to(dev)
@@ -101,7 +101,7 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
     result = {"bench": "train", "preset": preset, "device": str(dev), "batch_size": batch_size,
               "context": T, "tokens_per_s": round(g, 1), "baseline_tokens_per_s": round(b, 1),
               "ratio": round(g / b, 3), "baseline_same_targets_tokens_per_s": round(s, 1),
-              "ratio_same_targets": round(g / s, 3), "workers": workers, "precision": gato.precision}
+              "ratio_same_targets": round(g / s, 3), "loader_workers": loader_workers, "precision": gato.precision}
     if "gato_fp32" in tps:
         result |= {"fp32_tokens_per_s": round(tps["gato_fp32"], 1), "bf16_speedup": round(g / tps["gato_fp32"], 3)}
     peak = peak_tflops * 1e12 if peak_tflops else peak_flops(torch.cuda.get_device_name(dev)) \
