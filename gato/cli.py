@@ -41,6 +41,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
                                  "few-shot fine-tuning on held-out tasks vs from scratch (Figure 9)"),
     ("experiment", "prompts"): ("gato.commands.experiment:experiment_prompts",
                                 "a checkpoint with its own, no, or another task's demonstration prompt"),
+    ("experiment", "scaling"): ("gato.commands.experiment:experiment_scaling",
+                                "model sizes trained on equal tokens: score against tokens (Figure 8)"),
     ("scaling",): ("gato.commands.model:scaling", "tokens, memory and hours per preset at the paper's scale"),
 }
 

@@ -71,8 +71,14 @@ def from_dict(cls, d: dict, what: str):
 
 
 PRESETS: dict[str, ModelConfig] = {
+    # Three sizes that train on 2 CPU cores, for the scaling experiment (`gato experiment scaling`,
+    # Figure 8 at small scale): about 1M, 3M and 13M parameters with the 4096-id tokenizer.
+    "gato-mini": ModelConfig("gato-mini", text_vocab=4096, num_layers=2, width=128, num_heads=4,
+                             head_dim=32, ff_size=512, mlp_hidden=384, patch_channels=32, dropout=0.0),
     "gato-tiny": ModelConfig("gato-tiny", text_vocab=4096, num_layers=4, width=192, num_heads=6,
                              head_dim=32, ff_size=768, mlp_hidden=512, patch_channels=32, dropout=0.0),
+    "gato-small": ModelConfig("gato-small", text_vocab=4096, num_layers=6, width=384, num_heads=12,
+                              head_dim=32, ff_size=1536, mlp_hidden=1024, patch_channels=64, dropout=0.0),
     "gato-79m": ModelConfig("gato-79m", num_layers=8, width=768, num_heads=24, head_dim=32,
                             ff_size=3072, mlp_hidden=1792),
     "gato-364m": ModelConfig("gato-364m", num_layers=12, width=1536, num_heads=12, head_dim=128,

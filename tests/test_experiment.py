@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import gato.commands.finetune as finetune_module
-from gato.commands.experiment import experiment_finetune, experiment_prompts
+from gato.commands.experiment import experiment_finetune, experiment_prompts, experiment_scaling
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"
 
@@ -50,3 +50,26 @@ def test_prompt_experiment_on_the_shipped_checkpoint(tmp_path):
     assert cells[("control/cartpole", "other")]["prompt_task"] == "babyai/GoToRedBallGrey"
     saved = json.loads((tmp_path / "p" / "experiment.json").read_text())
     assert saved["args"]["episodes"] == 2 and "| control/cartpole | yes |" in (tmp_path / "p" / "results.md").read_text()
+
+
+def test_scaling_experiment_trains_each_size_on_equal_tokens_and_resumes(tmp_path):
+    from gato.commands.data import collect
+
+    collect(("control/cartpole",), episodes=2, test_episodes=1, out=tmp_path / "data", progress=False)
+    kw = dict(presets=("gato-mini", "gato-tiny"), data=tmp_path / "data", tasks=("control/cartpole",), steps=2,
+              batch_size=2, context=64, eval_every=1, eval_episodes=1, out=tmp_path / "s", device="cpu",
+              progress=False)
+    first = experiment_scaling(**kw)
+    cells = {c["preset"]: c for c in first["cells"]}
+    assert cells["gato-mini"]["params"] < cells["gato-tiny"]["params"]
+    for c in cells.values():
+        assert c["tokens"] == 2 * 2 * 64 and [p["step"] for p in c["curve"]] == [1, 2]
+        assert set(c["curve"][-1]["scores"]) == {"control/cartpole"}
+    ckpt = tmp_path / "s" / "runs" / "gato-tiny" / "step_00000002" / "model.safetensors"
+    before = ckpt.stat().st_mtime_ns
+    again = experiment_scaling(**kw)  # every size is done: nothing is trained again
+    assert again["cells"] == first["cells"] and ckpt.stat().st_mtime_ns == before
+    assert "| gato-tiny | 3.2M | 0.00M |" in (tmp_path / "s" / "results.md").read_text()
+    assert (tmp_path / "s" / "figure8.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="unknown preset 'gato-huge'"):
+        experiment_scaling(**kw | {"presets": ("gato-huge",), "out": tmp_path / "t"})

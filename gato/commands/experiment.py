@@ -1,5 +1,6 @@
-"""`gato experiment finetune|prompts`: the paper's few-shot fine-tuning comparison (section 5.2,
-Figure 9) and the value of demonstration prompts, at our scale, resumable cell by cell."""
+"""`gato experiment finetune|prompts|scaling`: the paper's few-shot fine-tuning comparison
+(section 5.2, Figure 9), the value of demonstration prompts, and model size at equal tokens
+(section 5.1, Figure 8), at our scale, resumable cell by cell."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 from tyro.conf import Positional
 
 from gato.evaluation import experiments as ex
-from gato.io import folder_lock
-from gato.suites import HELDOUT
+from gato.io import folder_lock, read_json
+from gato.suites import HELDOUT, QUICK
 
 
 def experiment_finetune(checkpoint: Positional[Path], tasks: tuple[str, ...] = HELDOUT[:2],
@@ -132,6 +133,87 @@ def experiment_prompts(checkpoint: Positional[Path], tasks: tuple[str, ...] = ()
                          "fresh expert demonstrations of the task (or of the next task in the list).")
     print(ex.prompts_table(cells))
     return {"cells": cells, "folder": str(out)}
+
+
+def experiment_scaling(presets: tuple[str, ...] = ("gato-mini", "gato-tiny", "gato-small"), data: Path | None = None,
+                       tasks: tuple[str, ...] = QUICK, steps: int = 400, batch_size: int = 8, context: int = 512,
+                       lr: float = 1e-3, eval_every: int = 100, eval_tasks: tuple[str, ...] = (),
+                       eval_episodes: int = 4, episodes: int = 20, out: Path = Path("runs/experiments/scaling"),
+                       device: str = "auto", progress: bool = True) -> dict:
+    """Train each model size on the same data, seed and token budget (steps x batch x context)
+    with the shipped recipe, evaluating a fixed task subset every EVAL_EVERY steps; plot mean
+    normalised score against tokens per size (Figure 8). Writes OUT/results.md and
+    OUT/figure8.png; a killed run resumes (each size's run resumes from its checkpoint).
+
+    Args:
+        presets: model presets, smallest to largest (gato/config.py).
+        data: a dataset root holding TASKS (default: collect EPISODES noise-injected demonstrations
+            of each into OUT/data).
+        tasks: training tasks (default: the quick suite of `make demo`).
+        steps: optimizer steps of every size.
+        batch_size: sequences per step.
+        context: tokens per sequence.
+        lr: peak learning rate of every size.
+        eval_every: steps between learning-curve points.
+        eval_tasks: tasks scored at each point (default: six of TASKS, one or more per domain).
+        eval_episodes: episodes per task per point.
+        episodes: demonstrations collected per task when DATA is not given.
+        out: the experiment folder: data/, runs/<preset>/, cells/, results.md, figure8.png.
+        device: auto, cpu, cuda or cuda:N.
+        progress: show progress bars.
+    """
+    import torch
+
+    from gato.commands.data import collect
+    from gato.commands.train import train
+    from gato.config import get_preset
+    from gato.model import Gato
+
+    if not presets or not tasks or min(steps, batch_size, context, eval_every, eval_episodes, episodes) < 1:
+        raise ValueError("need presets and tasks, and steps, batch_size, context, eval_every, eval_episodes and "
+                         "episodes >= 1")
+    for p in presets:
+        get_preset(p)  # an unknown name: an error before any work
+    if data is not None and not Path(data).is_dir():
+        raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
+    eval_tasks = tuple(eval_tasks) or tuple(t for t in tasks if t in _SCALING_EVAL) or tuple(tasks[:6])
+    out = Path(out)
+    args = dict(presets=list(presets), data=None if data is None else str(data), tasks=list(tasks), steps=steps,
+                batch_size=batch_size, context=context, lr=lr, eval_every=eval_every, eval_tasks=list(eval_tasks),
+                eval_episodes=eval_episodes, episodes=episodes)
+    with folder_lock(out, "gato experiment scaling"):
+        ex.start(out, "gato experiment scaling", args)
+        root = Path(data) if data is not None else out / "data"
+        if data is None:
+            collect(tuple(tasks), episodes=episodes, out=root, noise="auto", progress=progress)
+        cells = []
+        for preset in presets:
+            cell = ex.done(out, preset)
+            if cell is None:
+                t0 = time.perf_counter()
+                run = out / "runs" / preset
+                train(out=run, recipe="gato-tiny", preset=preset, data=str(root), tasks=tuple(tasks), steps=steps,
+                      batch_size=batch_size, context=context, lr=lr, warmup=max(1, steps // 10),
+                      checkpoint_every=eval_every, vl_weight=0.0, eval_every=eval_every, eval_tasks=eval_tasks,
+                      eval_episodes=eval_episodes, resume=True, device=device, progress=progress)
+                with torch.device("meta"):
+                    params = Gato(get_preset(preset)).num_params()
+                curve = read_json(run / "curve.json", "learning curve")
+                cell = ex.record(out, {"preset": preset, "params": params, "tokens": steps * batch_size * context,
+                                       "curve": curve, "seconds": round(time.perf_counter() - t0, 1)}, preset)
+            cells.append(cell)
+        ex.scaling_plot(cells, out / "figure8.png")
+        ex.write_results(out, "Scaling at small scale (paper, section 5.1, Figure 8)", ex.scaling_table(cells),
+                         f"{steps} steps of {batch_size} x {context} tokens per size on {len(tasks)} tasks; mean "
+                         f"expert-normalised score over {len(eval_tasks)} tasks ({', '.join(eval_tasks)}), "
+                         f"{eval_episodes} episodes each, greedy.\n\n![Figure 8](figure8.png)")
+    print(ex.scaling_table(cells))
+    return {"cells": cells, "folder": str(out)}
+
+
+# one or more per domain of the quick suite, short episodes first: the default learning-curve subset
+_SCALING_EVAL = ("control/cartpole", "control/mountaincar-continuous", "babyai/GoToRedBallNoDists",
+                 "mujoco/inverted-pendulum", "mujoco/reacher", "metaworld/reach")
 
 
 def _trained_on(checkpoint: Path) -> set[str]:

@@ -102,6 +102,36 @@ def prompts_table(cells: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def scaling_table(cells: list[dict]) -> str:
+    """Figure 8 as a table: per model size, the final mean normalised score at equal tokens."""
+    rows = ["| preset | parameters | training tokens | mean score | tasks >= 50% | CPU-hours |", "|---|---|---|---|---|---|"]
+    for c in sorted(cells, key=lambda c: c["params"]):
+        last = c["curve"][-1] if c["curve"] else {}
+        rows.append(f"| {c['preset']} | {c['params'] / 1e6:.1f}M | {c['tokens'] / 1e6:.2f}M | {_pct(last.get('mean'))} "
+                    f"| {last.get('above_50', '-')} of {len(last.get('scores', {}))} | {c['seconds'] / 3600:.2f} |")
+    return "\n".join(rows)
+
+
+def scaling_plot(cells: list[dict], path: Path) -> None:
+    """Figure 8: mean expert-normalised score against training tokens, one line per model size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for c in sorted(cells, key=lambda c: c["params"]):
+        pts = [(p["tokens"] / 1e6, 100 * (p["mean"] or 0)) for p in c["curve"]]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=f"{c['preset']} ({c['params'] / 1e6:.1f}M)")
+    ax.set(xlabel="training tokens (millions)", ylabel="mean % of expert score", title="scaling at small scale")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write_results(folder: Path, title: str, table: str, notes: str = "") -> Path:
     path = Path(folder) / "results.md"
     write_text(path, f"# {title}\n\n{table}\n" + (f"\n{notes}\n" if notes else ""))
