@@ -36,6 +36,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "eval"): ("gato.commands.bench.acting:bench_eval", "evaluation steps/s with N environments batched vs one"),
     ("bench", "collect"): ("gato.commands.bench.training:bench_collect", "recording expert episodes vs bare env stepping"),
     ("bench", "generate"): ("gato.commands.bench.acting:bench_generate", "text tokens/s with the KV cache vs recomputing"),
+    ("bench", "precision"): ("gato.commands.bench.precision:bench_precision",
+                             "bf16 vs fp32 inference: same action tokens? how much faster?"),
     ("bench", "memory"): ("gato.commands.bench.memory:bench_memory", "peak memory of training and acting per preset"),
     ("experiment", "finetune"): ("gato.commands.experiment:experiment_finetune",
                                  "few-shot fine-tuning on held-out tasks vs from scratch (Figure 9)"),

@@ -113,6 +113,19 @@ def test_bench_generate_json_with_the_transformers_peer(capsys):
                                                  rel=0.01)
 
 
+def test_bench_precision_compares_bf16_with_fp32_action_tokens(capsys, tmp_path):
+    from gato.commands.data import collect
+
+    collect(("control/cartpole", "mujoco/reacher"), episodes=2, test_episodes=1, out=tmp_path, progress=False)
+    code, out, _ = run(capsys, "bench", "precision", "--data", str(tmp_path), "--batches", "1", "--batch-size", "2",
+                       "--device", "cpu", "--json")
+    assert code == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["action_targets"]["discrete"] > 0 and result["action_targets"]["continuous"] > 0
+    assert 0.5 <= result["agreement"]["discrete"] <= 1 and 0.5 <= result["agreement"]["continuous"] <= 1
+    assert result["continuous_mean_bin_distance"] >= 0 and result["bf16_speedup"] > 0
+
+
 def test_bench_device_errors_name_the_option(capsys):
     code, _, err = run(capsys, "bench", "eval", "--device", "tpu", "--json")
     assert code == 2 and "'tpu'" in err and "auto, cpu or cuda" in err
