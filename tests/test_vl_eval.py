@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,8 @@ from gato.training.config import TrainConfig
 from gato.training.trainer import Trainer
 
 from conftest import SMALL
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"
 
 MODEL = dataclasses.replace(SMALL, num_layers=3, width=128, num_heads=4, mlp_hidden=256)  # larger: it must learn
 
@@ -71,3 +74,16 @@ def test_caption_vqa_and_chat_commands(trained, capsys, tmp_path):
         with pytest.raises(SystemExit):
             main(argv)
         assert named in capsys.readouterr().err
+
+
+def test_eval_names_a_set_with_nothing_to_score_before_any_rollout(tmp_path, monkeypatch):
+    import gato.commands.evaluate as ev
+    from gato.commands.data import collect
+
+    collect(("vl/digits",), out=tmp_path / "data", vl_limit=12, progress=False)
+    ann = tmp_path / "data" / "vl" / "digits" / "annotations" / "captions_test.json"
+    doc = json.loads(ann.read_text())
+    ann.write_text(json.dumps(doc | {"images": [], "annotations": []}))
+    monkeypatch.setattr(ev, "_score_tasks", lambda *a, **k: pytest.fail("rolled out before checking the sets"))
+    with pytest.raises(ValueError, match=r"vl/digits: its test split is empty, so there is nothing to score"):
+        evaluate(SHIPPED, tasks=("control/cartpole",), data=tmp_path / "data", out=tmp_path / "e", videos=0)

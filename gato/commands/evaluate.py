@@ -89,6 +89,10 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
         tasks = () if suite else ("control",)
     names = with_suite(tuple(tasks), suite)
     chosen = resolve(list(names)) if names else []
+    if vl and data is not None:
+        from gato.evaluation.vision_language import check_sets
+
+        check_sets(Path(data))  # a set with nothing to score fails now, not after the rollouts
     t0 = time.perf_counter()
     with folder_lock(out, "gato eval"):  # a folder that cannot be made or written fails before any rollout
         per_task = _score_tasks(model, text, folder, chosen, settings, out, device, workers, force, progress)

@@ -24,19 +24,37 @@ def evaluate_vl(model, text, data: Path, *, sets: tuple[str, ...] = (), max_exam
                 batch_size: int = 32, seed: int = 0, progress: bool = False) -> dict[str, dict]:
     """Scores of every vision-language and text set under `data` (or `sets`), keyed by set name;
     `progress`: a bar with a time estimate over each set's examples."""
-    from gato.data.vl.formats import read_json
-    from gato.data.vl.sets import find_sets
-
-    names = list(sets) or find_sets(data)
     out = {}
-    for name in names:
-        card = read_json(Path(data) / name / "card.json")
-        run = {"text": _text, "captions": _captions, "vqa": _vqa}.get(card.get("kind"))
-        if run is None:
-            raise ValueError(f"{Path(data) / name}: not a vision-language or text set (card kind {card.get('kind')!r})")
-        out[name] = {"kind": card["kind"]} | run(model, text, Path(data), name, card, max_examples, batch_size, seed,
-                                                 progress)
+    for name, card in check_sets(data, sets).items():
+        run = {"text": _text, "captions": _captions, "vqa": _vqa}[card["kind"]]
+        try:
+            out[name] = {"kind": card["kind"]} | run(model, text, Path(data), name, card, max_examples, batch_size,
+                                                     seed, progress)
+        except ValueError as e:
+            raise ValueError(f"{Path(data) / name}: {e}") from None
     return out
+
+
+def check_sets(data: Path, sets: tuple[str, ...] = ()) -> dict[str, dict]:
+    """The cards of the sets to score, each checked to hold records in every split that is scored
+    (test; for VQA every split but train): `gato eval` calls it before any rollout, so a set with
+    nothing to score is an error naming it up front, not after the episodes."""
+    from gato.data.vl.formats import read_json
+    from gato.data.vl.sets import find_sets, load_set
+
+    cards = {}
+    for name in list(sets) or find_sets(data):
+        folder = Path(data) / name
+        card = read_json(folder / "card.json")
+        if card.get("kind") not in ("text", "captions", "vqa"):
+            raise ValueError(f"{folder}: not a vision-language or text set (card kind {card.get('kind')!r})")
+        scored = [s for s in card.get("splits", {}) if s != "train"] if card["kind"] == "vqa" else ["test"]
+        for split in scored or ["test"]:
+            if not load_set(data, name, split).records:
+                raise ValueError(f"{folder}: its {split} split is empty, so there is nothing to score; collect it "
+                                 f"again with held-out records, or evaluate with --no-vl")
+        cards[name] = card
+    return cards
 
 
 def _load(data, name, split, limit):
