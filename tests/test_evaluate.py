@@ -97,10 +97,27 @@ def test_eval_saves_each_task_and_reuses_it_only_under_the_same_settings(tmp_pat
     assert again["tasks"]["control/cartpole"] == first["tasks"]["control/cartpole"]
     assert len(again["tasks"]["control/mountaincar"]["returns"]) == 2  # the new task was evaluated
     assert "(saved earlier)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"results.json holds another evaluation \(episodes differ\)"):
+        evaluate(SHIPPED, tasks=CHEAP, **(kw | {"episodes": 3}))
+    (tmp_path / "eval" / "results.json").unlink()  # the saved tasks are checked too
     with pytest.raises(ValueError, match=r"control-cartpole.json: measured under other settings \(episodes differ\)"):
         evaluate(SHIPPED, tasks=CHEAP, **(kw | {"episodes": 3}))
     forced = evaluate(SHIPPED, tasks=CHEAP, force=True, **(kw | {"episodes": 3}))
     assert len(forced["tasks"]["control/acrobot"]["returns"]) == 3
+
+
+def test_eval_never_replaces_the_results_of_another_evaluation_unless_forced(tmp_path):
+    kw = dict(tasks=("control/cartpole",), episodes=1, envs=1, out=tmp_path / "eval", videos=0, vl=False,
+              progress=False)
+    first = evaluate(SHIPPED, **kw)
+    results = tmp_path / "eval" / "results.json"
+    other = json.loads(results.read_text()) | {"weights_sha256": "0" * 64}  # as if another model had written it
+    results.write_text(json.dumps(other))
+    with pytest.raises(ValueError, match=r"results.json holds another evaluation \(weights_sha256 differ\)"):
+        evaluate(SHIPPED, **kw)
+    assert json.loads(results.read_text())["weights_sha256"] == "0" * 64  # untouched
+    again = evaluate(SHIPPED, force=True, **kw)
+    assert again["weights_sha256"] == first["weights_sha256"]
 
 
 def test_eval_in_worker_processes_gives_the_same_scores(tmp_path):

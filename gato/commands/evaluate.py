@@ -21,6 +21,7 @@ from gato.evaluation.evaluate import (
 from gato.evaluation.scoring import (
     EvalSettings,
     TaskJob,
+    check_results_file,
     cost_order,
     run_job,
     save_result,
@@ -95,6 +96,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
         check_sets(Path(data))  # a set with nothing to score fails now, not after the rollouts
     t0 = time.perf_counter()
     with folder_lock(out, "gato eval"):  # a folder that cannot be made or written fails before any rollout
+        if not force:
+            check_results_file(out, settings)
         per_task = _score_tasks(model, text, folder, chosen, settings, out, device, workers, force, progress)
         results = aggregate(per_task)
         phases = {f"{k}_s": sum(p.get(f"{k}_s", 0.0) for p in per_task.values()) for k in ("act", "env")}

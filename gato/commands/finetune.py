@@ -71,6 +71,7 @@ def finetune(checkpoint: Positional[Path], task: str, episodes: int = 10, steps:
                   "scratch": scratch}
         if eval_episodes:
             r = evaluate(model_dir, tasks=(task,), episodes=eval_episodes, envs=min(eval_episodes, 16),
-                         out=out / "eval", data=root, videos=0, vl=False, device=device, progress=progress)
+                         out=out / "eval", data=root, videos=0, vl=False, device=device, progress=progress,
+                         force=True)  # OUT/eval is this command's own: it follows the model
             result["normalized"] = r["tasks"][task]["normalized"]
     return result

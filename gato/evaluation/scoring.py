@@ -51,6 +51,20 @@ def saved_result(out: Path, name: str, settings: EvalSettings) -> dict | None:
     return saved["result"]
 
 
+def check_results_file(out: Path, settings: EvalSettings) -> None:
+    """An OUT/results.json of another evaluation (other weights, episodes, seed, ...) is never
+    replaced silently: an error naming what differs (the caller's --force skips this check)."""
+    path = Path(out) / "results.json"
+    if not path.exists():
+        return
+    saved = read_json(path, "results file")
+    want = dataclasses.asdict(settings)
+    differ = sorted(k for k in want if k != "version" and saved.get(k) != want[k]) if isinstance(saved, dict) else ["all"]
+    if differ:
+        raise ValueError(f"{path} holds another evaluation ({', '.join(differ)} differ); pass --force to replace "
+                         f"it, or choose another --out")
+
+
 def score_task(model, text, task, settings: EvalSettings, *, device: str, progress: bool, ref: dict) -> dict:
     """Roll the model out on `task` (settings.episodes episodes) and score the returns against the
     reference scores: mean, expert-normalised mean with its bootstrap interval, success rate."""
