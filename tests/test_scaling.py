@@ -31,13 +31,13 @@ def test_peak_table_matches_device_names():
 
 
 def test_bench_train_reports_mfu_against_a_given_peak(capsys):
-    r = bench_train(batch_size=1, context=64, rounds=1, steps_per_round=1, workers=0, peak_tflops=2.0,
+    r = bench_train(batch_size=1, context=64, rounds=1, steps_per_round=1, loader_workers=0, peak_tflops=2.0,
                     device="cpu", json=True)
     want = r["tokens_per_s"] * scaling.flops_per_token(get_preset("gato-tiny"), 64, r["target_share"]) / 2e12
     assert r["peak_flops"] == 2e12 and r["mfu"] == pytest.approx(want, rel=0.01, abs=1e-4)
-    assert 0 < r["target_share"] < 1 and r["workers"] == 0
+    assert 0 < r["target_share"] < 1 and r["loader_workers"] == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["mfu"] == r["mfu"]
-    assert bench_train(batch_size=1, context=64, rounds=1, steps_per_round=1, workers=0, device="cpu")["mfu"] is None
+    assert bench_train(batch_size=1, context=64, rounds=1, steps_per_round=1, loader_workers=0, device="cpu")["mfu"] is None
 
 
 def test_activation_estimate_terms():
