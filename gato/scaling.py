@@ -15,6 +15,7 @@ import torch
 
 from gato.config import PRESETS, ModelConfig
 
+PAPER_PRESETS = ("gato-79m", "gato-364m", "gato-1.18b")  # Table 5
 PAPER_BATCH, PAPER_STEPS = 512, 1_000_000  # sequences of 1024 tokens per step; steps (SPEC)
 # Dense bf16 tensor-core peak per GPU (vendor data sheets), matched against the device name.
 PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -99,9 +100,8 @@ def plan(gpu: str = "H100", mfu_assumed: float = 0.4, gpus: tuple[int, ...] = (8
         raise ValueError(f"no bf16 peak known for GPU {gpu!r}; known: {', '.join(PEAK_BF16_FLOPS)}")
     tokens = PAPER_BATCH * 1024 * PAPER_STEPS
     rows = []
-    for name, cfg in PRESETS.items():
-        if name == "gato-tiny":
-            continue
+    for name in PAPER_PRESETS:  # the CPU presets (mini, tiny, small) are not for the paper's budget
+        cfg = PRESETS[name]
         fsdp = name in ("gato-364m", "gato-1.18b")
         n, _ = param_counts(cfg)
         f = flops_per_token(cfg, 1024, target_share)
