@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import torch
+from tyro.conf import Positional
 
 from gato.commands.bench.common import _report
 from gato.device import resolve_device
@@ -19,7 +20,7 @@ from gato.training.precision import autocast
 SHIPPED = Path(__file__).resolve().parents[3] / "checkpoints" / "gato-tiny"
 
 
-def bench_precision(checkpoint: Path = SHIPPED, data: Path = Path("data/suite"), batches: int = 4,
+def bench_precision(checkpoint: Positional[Path] = SHIPPED, data: Path = Path("data/suite"), batches: int = 4,
                     batch_size: int = 8, device: str = "auto", json: bool = False) -> dict:
     """Agreement of bfloat16 (autocast) with float32 inference: at every action target of
     training windows from DATA, the same greedy token (argmax) or not, and for continuous actions
