@@ -69,6 +69,8 @@ def test_scaling_experiment_trains_each_size_on_equal_tokens_and_resumes(tmp_pat
     before = ckpt.stat().st_mtime_ns
     again = experiment_scaling(**kw)  # every size is done: nothing is trained again
     assert again["cells"] == first["cells"] and ckpt.stat().st_mtime_ns == before
+    tiny_loss = json.loads((tmp_path / "s" / "runs" / "gato-tiny" / "history.json").read_text())[-1]["loss"]
+    assert cells["gato-tiny"]["history"][-1]["loss"] == tiny_loss
     assert "| gato-tiny | 3.2M | 0.00M |" in (tmp_path / "s" / "results.md").read_text()
     assert (tmp_path / "s" / "figure8.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="unknown preset 'gato-huge'"):

@@ -201,7 +201,9 @@ def experiment_scaling(presets: tuple[str, ...] = ("gato-mini", "gato-tiny", "ga
                 curve = read_json(run / "curve.json", "learning curve")
                 cell = ex.record(out, {"preset": preset, "params": params, "tokens": steps * batch_size * context,
                                        "curve": curve, "seconds": round(time.perf_counter() - t0, 1)}, preset)
-            cells.append(cell)
+            # the run's loss log (its folder is part of the experiment's), for the table and plot
+            cells.append(cell | {"steps": steps, "history": read_json(out / "runs" / preset / "history.json",
+                                                                        "training history")})
         ex.scaling_plot(cells, out / "figure8.png")
         ex.write_results(out, "Scaling at small scale (paper, section 5.1, Figure 8)", ex.scaling_table(cells),
                          f"{steps} steps of {batch_size} x {context} tokens per size on {len(tasks)} tasks; mean "

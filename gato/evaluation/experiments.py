@@ -103,29 +103,40 @@ def prompts_table(cells: list[dict]) -> str:
 
 
 def scaling_table(cells: list[dict]) -> str:
-    """Figure 8 as a table: per model size, the final mean normalised score at equal tokens."""
-    rows = ["| preset | parameters | training tokens | mean score | tasks >= 50% | CPU-hours |", "|---|---|---|---|---|---|"]
+    """Figure 8 as a table: per model size at equal tokens, the final mean normalised score and
+    the training loss (mean of its last five logged values: the data is seen about once, so it
+    is close to a held-out loss)."""
+    rows = ["| preset | parameters | training tokens | training loss | mean score | tasks >= 50% | CPU-hours |",
+            "|---|---|---|---|---|---|---|"]
     for c in sorted(cells, key=lambda c: c["params"]):
         last = c["curve"][-1] if c["curve"] else {}
-        rows.append(f"| {c['preset']} | {c['params'] / 1e6:.1f}M | {c['tokens'] / 1e6:.2f}M | {_pct(last.get('mean'))} "
-                    f"| {last.get('above_50', '-')} of {len(last.get('scores', {}))} | {c['seconds'] / 3600:.2f} |")
+        losses = [h["loss"] for h in c.get("history", [])][-5:]
+        loss = f"{np.mean(losses):.3f}" if losses else "-"
+        rows.append(f"| {c['preset']} | {c['params'] / 1e6:.1f}M | {c['tokens'] / 1e6:.2f}M | {loss} "
+                    f"| {_pct(last.get('mean'))} | {last.get('above_50', '-')} of {len(last.get('scores', {}))} "
+                    f"| {c['seconds'] / 3600:.2f} |")
     return "\n".join(rows)
 
 
 def scaling_plot(cells: list[dict], path: Path) -> None:
-    """Figure 8: mean expert-normalised score against training tokens, one line per model size."""
+    """Figure 8: mean expert-normalised score and training loss against training tokens, one line
+    per model size."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig, (score, loss) = plt.subplots(1, 2, figsize=(9, 3.4))
     for c in sorted(cells, key=lambda c: c["params"]):
-        pts = [(p["tokens"] / 1e6, 100 * (p["mean"] or 0)) for p in c["curve"]]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=f"{c['preset']} ({c['params'] / 1e6:.1f}M)")
-    ax.set(xlabel="training tokens (millions)", ylabel="mean % of expert score", title="scaling at small scale")
-    ax.legend(fontsize=8)
+        label = f"{c['preset']} ({c['params'] / 1e6:.1f}M)"
+        if pts := [(p["tokens"] / 1e6, 100 * (p["mean"] or 0)) for p in c["curve"]]:
+            score.plot(*zip(*pts), marker="o", label=label)
+        per_step = c["tokens"] / max(1, c.get("steps", 1))
+        if pts := [(h["step"] * per_step / 1e6, h["loss"]) for h in c.get("history", [])]:
+            loss.plot(*zip(*pts), lw=1, label=label)
+    score.set(xlabel="training tokens (millions)", ylabel="mean % of expert score", title="score")
+    loss.set(xlabel="training tokens (millions)", ylabel="training loss", title="loss")
+    score.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
