@@ -50,6 +50,7 @@ def test_prompt_experiment_on_the_shipped_checkpoint(tmp_path):
     assert cells[("control/cartpole", "other")]["prompt_task"] == "babyai/GoToRedBallGrey"
     saved = json.loads((tmp_path / "p" / "experiment.json").read_text())
     assert saved["args"]["episodes"] == 2 and "| control/cartpole | yes |" in (tmp_path / "p" / "results.md").read_text()
+    assert (tmp_path / "p" / "prompts.png").stat().st_size > 1000
 
 
 def test_scaling_experiment_trains_each_size_on_equal_tokens_and_resumes(tmp_path):

@@ -83,7 +83,7 @@ def experiment_prompts(checkpoint: Positional[Path], tasks: tuple[str, ...] = ()
         tasks: tasks to evaluate (default: four of the demo suite and the heldout suite's first two).
         episodes: evaluation episodes per task and prompt.
         demos: demonstrations collected per task to draw the prompts from (the best one is used).
-        out: the experiment folder: data/, cells/, results.md.
+        out: the experiment folder: data/, cells/, results.md, prompts.png.
         device: auto, cpu, cuda or cuda:N.
         progress: show progress bars.
     """
@@ -128,9 +128,11 @@ def experiment_prompts(checkpoint: Positional[Path], tasks: tuple[str, ...] = ()
                     cell = ex.record(out, {"task": name, "prompt": kind, "prompt_task": source, "seen": name in seen,
                                            "mean": mean, "normalized": normalized(mean, r, e)}, name, kind)
                 cells.append(cell)
+        ex.prompts_plot(cells, out / "prompts.png")
         ex.write_results(out, "Demonstration prompts: own, none, another task's", ex.prompts_table(cells),
                          f"{episodes} episodes per task and prompt, greedy; prompts: the end of the best of {demos} "
-                         "fresh expert demonstrations of the task (or of the next task in the list).")
+                         "fresh expert demonstrations of the task (or of the next task in the list).\n\n"
+                         "![prompts](prompts.png)")
     print(ex.prompts_table(cells))
     return {"cells": cells, "folder": str(out)}
 

@@ -102,6 +102,30 @@ def prompts_table(cells: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def prompts_plot(cells: list[dict], path: Path) -> None:
+    """The prompt ablation as grouped bars: per task, its own prompt, none, another task's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({c["task"] for c in cells})
+    by = {(c["task"], c["prompt"]): c.get("normalized") for c in cells}
+    fig, ax = plt.subplots(figsize=(1.3 * len(tasks) + 2, 3.4))
+    for j, (kind, label) in enumerate((("own", "own prompt"), ("none", "no prompt"), ("other", "another task's"))):
+        ax.bar([i + 0.27 * (j - 1) for i in range(len(tasks))], [100 * (by.get((t, kind)) or 0) for t in tasks],
+               0.27, label=label)
+    ax.set_xticks(range(len(tasks)), [t + (" (held out)" if not next(c["seen"] for c in cells if c["task"] == t)
+                                           else "") for t in tasks], rotation=25, ha="right", fontsize=7)
+    ax.set_ylabel("% of expert score")
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def scaling_table(cells: list[dict]) -> str:
     """Figure 8 as a table: per model size at equal tokens, the final mean normalised score and
     the training loss (mean of its last five logged values: the data is seen about once, so it
