@@ -138,9 +138,12 @@ def run(task: Task, envs: list[gym.Env], actor, seeds: Iterable[int | None], *, 
             if ep is None:
                 continue  # a finished row keeps its slot; its actions are ignored
             execute, label = (action.execute, action.label) if isinstance(action, LabelledAction) else (action,) * 2
-            ep.observations.append(obs[r])
-            ep.labels.append(label)
-            ep.executed.append(execute)
+            if record:
+                ep.observations.append(obs[r])
+                ep.labels.append(label)
+                ep.executed.append(execute)
+            else:  # evaluation: keep only the newest observation (to explain a failing step), not
+                ep.observations[:] = [obs[r]]  # the episode (Atari: 28 KB a frame, 50 rows, 1000s of steps)
             ep.relabelled = ep.relabelled or isinstance(action, LabelledAction)
             t0 = time.perf_counter()
             try:
@@ -168,7 +171,8 @@ def run(task: Task, envs: list[gym.Env], actor, seeds: Iterable[int | None], *, 
 
 
 def _finish(task: Task, env: gym.Env, ep: _Running, truncated: bool, record: bool) -> EpisodeResult:
-    check_observations(task, env.observation_space, ep.observations)
+    if record:
+        check_observations(task, env.observation_space, ep.observations)
     success = False if task.success and ep.success is None else ep.success
     rew = np.asarray(ep.rewards, np.float32)
     executed = ep.executed if ep.relabelled else None  # the history as it happened; labels are targets

@@ -112,6 +112,22 @@ def test_bad_observation_names_task_and_step():
         run_episode(task, Broken(), RandomPolicy(Broken()), seed=0)
 
 
+def test_a_rollout_without_recording_keeps_no_history(monkeypatch):
+    import gato.rollout as rollout
+
+    task = get_task("control/cartpole")
+    held = []
+    finish = rollout._finish
+    monkeypatch.setattr(rollout, "_finish", lambda t, env, ep, **kw: held.append(len(ep.observations)) or
+                        finish(t, env, ep, **kw))
+    envs = [task.make() for _ in range(2)]
+    results = rollout.run(task, envs, rollout.PolicyActor([RandomPolicy(e) for e in envs]), [0, 1, 2], record=False)
+    assert [r.episode for r in results] == [None] * 3 and min(r.length for r in results) > 1
+    assert held == [1, 1, 1]  # an evaluation holds the newest observation a row, not the episode
+    recorded = rollout.run(task, envs, rollout.PolicyActor([RandomPolicy(e) for e in envs]), [0], record=True)
+    assert held[-1] == recorded[0].length == len(recorded[0].episode.observations)
+
+
 def test_episode_observation_check_agrees_with_the_space_step_by_step():
     """The whole-episode check (one array per leaf) names the same first bad step as space.contains."""
     task = get_task("control/cartpole")
