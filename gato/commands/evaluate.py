@@ -11,23 +11,9 @@ from tyro.conf import Positional
 
 from gato.device import resolve_device
 from gato.evaluation.curve import load_curve
-from gato.evaluation.evaluate import (
-    RESULTS_VERSION,
-    aggregate,
-    prompt_source,
-    record_video,
-    resolve_decode,
-)
-from gato.evaluation.scoring import (
-    EvalSettings,
-    TaskJob,
-    check_results_file,
-    cost_order,
-    run_job,
-    save_result,
-    saved_result,
-    score_task,
-)
+from gato.evaluation.evaluate import RESULTS_VERSION, aggregate, prompt_source, record_video, resolve_decode
+from gato.evaluation.scoring import (EvalSettings, TaskJob, check_results_file, cost_order, run_job, save_result,
+                                     saved_result, score_task)
 from gato.io import folder_lock, write_json
 from gato.rollout import parallel_map
 from gato.suites import with_suite
