@@ -42,10 +42,9 @@ def saved_result(out: Path, name: str, settings: EvalSettings) -> dict | None:
     if not path.exists():
         return None
     saved = read_json(path, "task result")
-    want = dataclasses.asdict(settings)
     got = saved.get("settings") if isinstance(saved, dict) else None
-    if got != want or saved.get("task") != name or not isinstance(saved.get("result"), dict):
-        diff = sorted(k for k in want if not isinstance(got, dict) or got.get(k) != want[k]) or ["task"]
+    if (diff := _differ(settings, got)) or saved.get("task") != name or not isinstance(saved.get("result"), dict):
+        diff = diff or ["task"]
         raise ValueError(f"{path}: measured under other settings ({', '.join(diff)} differ); pass --force to "
                          f"evaluate again, or choose another --out")
     return saved["result"]
@@ -57,12 +56,16 @@ def check_results_file(out: Path, settings: EvalSettings) -> None:
     path = Path(out) / "results.json"
     if not path.exists():
         return
-    saved = read_json(path, "results file")
-    want = dataclasses.asdict(settings)
-    differ = sorted(k for k in want if k != "version" and saved.get(k) != want[k]) if isinstance(saved, dict) else ["all"]
+    differ = _differ(settings, read_json(path, "results file"), skip=("version",))
     if differ:
         raise ValueError(f"{path} holds another evaluation ({', '.join(differ)} differ); pass --force to replace "
                          f"it, or choose another --out")
+
+
+def _differ(settings: EvalSettings, saved, skip: tuple[str, ...] = ()) -> list[str]:
+    """The settings fields a saved record (a dict of them) does not match; all of them if it is no dict."""
+    want = dataclasses.asdict(settings)
+    return sorted(k for k in want if k not in skip and (not isinstance(saved, dict) or saved.get(k) != want[k]))
 
 
 def score_task(model, text, task, settings: EvalSettings, *, device: str, progress: bool, ref: dict) -> dict:
