@@ -149,7 +149,9 @@ def run(task: Task, envs: list[gym.Env], actor, seeds: Iterable[int | None], *, 
             try:
                 obs[r], reward, terminated, trunc, info = envs[r].step(execute)
             except Exception:
-                check_observations(task, envs[r].observation_space, ep.observations)  # a bad one explains it
+                # a bad observation explains it (without recording, only the newest is kept)
+                first = 0 if record else len(ep.rewards)
+                check_observations(task, envs[r].observation_space, ep.observations, first_step=first)
                 raise
             clock["env"] += time.perf_counter() - t0
             ep.rewards.append(float(reward))
@@ -186,12 +188,13 @@ def run_episode(task: Task, env: gym.Env, policy, seed: int, max_steps: int | No
     return run(task, [env], PolicyActor([policy]), [seed], max_steps=max_steps, record=record)[0]
 
 
-def check_observations(task: Task, space: gym.Space, observations: list) -> None:
+def check_observations(task: Task, space: gym.Space, observations: list, first_step: int = 0) -> None:
     """Every observation of an episode is inside `space`; else an error naming the task and the
-    first bad step. Box and Discrete leaves are checked for the whole episode at once."""
+    first bad step (`first_step`: the step of observations[0]). Box and Discrete leaves are
+    checked for the whole episode at once."""
     bad = _first_outside(space, observations)
     if bad is not None:
-        raise ValueError(f"{task.name}: observation at step {bad} is outside the observation space "
+        raise ValueError(f"{task.name}: observation at step {first_step + bad} is outside the observation space "
                          f"{space}: {_short(observations[bad])}")
 
 

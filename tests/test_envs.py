@@ -112,6 +112,33 @@ def test_bad_observation_names_task_and_step():
         run_episode(task, Broken(), RandomPolicy(Broken()), seed=0)
 
 
+def test_a_crash_after_a_bad_observation_names_its_step_with_or_without_recording():
+    """An environment that returns NaN at step 3 and raises on the next step: the error names step
+    3 whether the episode was recorded or (an evaluation) only its newest observation was kept."""
+    import gato.rollout as rollout
+
+    task = get_task("control/cartpole")
+
+    class Crashing:
+        observation_space = task.make().observation_space
+        action_space = task.make().action_space
+
+        def reset(self, seed=None):
+            self.t = 0
+            return np.zeros(4, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            if self.t > 3:
+                raise RuntimeError("simulator diverged")
+            return np.full(4, np.nan if self.t == 3 else 0.0, np.float32), 0.0, False, False, {}
+
+    for record in (True, False):
+        env = Crashing()
+        with pytest.raises(ValueError, match=r"control/cartpole: observation at step 3 "):
+            rollout.run(task, [env], rollout.PolicyActor([RandomPolicy(env)]), [0], record=record)
+
+
 def test_a_rollout_without_recording_keeps_no_history(monkeypatch):
     import gato.rollout as rollout
 

@@ -9,15 +9,15 @@ from typing import Literal
 from tyro.conf import Positional
 
 from gato.dagger import check_labelable, collect_round
-from gato.data.episode import TaskSpec
 from gato.device import resolve_device
+from gato.envs.registry import task_spec
 from gato.evaluation.evaluate import resolve_decode
 from gato.io import folder_lock, read_json, write_json
 from gato.prompts import task_prompt
 from gato.training import checkpoint as ckpt
 from gato.training.config import TrainConfig
-from gato.training.trainer import run_training
 from gato.training.loading import checkpoint_folder, load_model, load_tokenizer
+from gato.training.trainer import run_training
 
 
 def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: int = 2, episodes: int = 16,
@@ -108,10 +108,7 @@ def _collect(model, text, chosen, root, r, episodes, envs, how, device) -> list[
     """One round's rollouts of every task, labelled and written under ROOT."""
     rows = []
     for task in chosen:
-        probe = task.make()
-        spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
-        probe.close()
-        prompt = task_prompt(root, task.name, spec, model.cfg, text)
+        prompt = task_prompt(root, task.name, task_spec(task.name), model.cfg, text)
         row = collect_round(model, text, task, root, r, episodes, num_envs=envs, prompt=prompt, decode=how,
                             device=device)
         rows.append(row)

@@ -88,12 +88,12 @@ def experiment_prompts(checkpoint: Positional[Path], tasks: tuple[str, ...] = ()
         progress: show progress bars.
     """
     from gato.commands.data import collect
-    from gato.data.episode import TaskSpec
     from gato.device import resolve_device
     from gato.envs import get_task
+    from gato.envs.registry import task_spec
     from gato.envs.scores import load_scores
     from gato.evaluation.evaluate import resolve_decode, rollout
-    from gato.evaluation.metrics import normalized
+    from gato.evaluation.metrics import normalized, reference_means
     from gato.prompts import task_prompt
     from gato.training.loading import load_checkpoint
 
@@ -109,24 +109,21 @@ def experiment_prompts(checkpoint: Positional[Path], tasks: tuple[str, ...] = ()
         collect(tasks, episodes=demos, out=out / "data", progress=progress)
         model, meta, text = load_checkpoint(checkpoint, device)
         decode = resolve_decode("auto", meta)
-        ref, specs = load_scores(), {}
-        for name in tasks:
-            env = get_task(name).make()
-            specs[name] = TaskSpec(name, env.observation_space, env.action_space)
-            env.close()
+        ref = load_scores()
         cells = []
         for i, name in enumerate(tasks):
             other = tasks[(i + 1) % len(tasks)]
             for kind, source in (("own", name), ("none", None), ("other", other)):
                 cell = ex.done(out, name, kind)
                 if cell is None:
-                    prompt = None if source is None else task_prompt(out / "data", source, specs[source], model.cfg, text)
-                    eps = rollout(model, get_task(name), specs[name], episodes, episodes, text=text, prompt=prompt,
+                    prompt = None if source is None else task_prompt(out / "data", source, task_spec(source),
+                                                                     model.cfg, text)
+                    eps = rollout(model, get_task(name), task_spec(name), episodes, episodes, text=text, prompt=prompt,
                                   seed=100_000, device=device, decode=decode, progress=progress)
                     mean = sum(e["return"] for e in eps) / len(eps)
-                    r, e = (ref.get(name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
                     cell = ex.record(out, {"task": name, "prompt": kind, "prompt_task": source, "seen": name in seen,
-                                           "mean": mean, "normalized": normalized(mean, r, e)}, name, kind)
+                                           "mean": mean, "normalized": normalized(mean, *reference_means(ref, name))},
+                                     name, kind)
                 cells.append(cell)
         ex.prompts_plot(cells, out / "prompts.png")
         ex.write_results(out, "Demonstration prompts: own, none, another task's", ex.prompts_table(cells),

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gato.data.episode import TaskSpec
-from gato.evaluation.metrics import normalized
+from gato.envs.registry import task_spec
+from gato.evaluation.metrics import normalized, reference_means
 from gato.io import write_json
 
 CURVE_FILE = "curve.json"
@@ -30,14 +30,11 @@ def curve_point(model, text, task_names: tuple[str, ...], episodes: int, data: P
 
     ref, scores = load_scores(), {}
     for task in resolve(list(task_names)):
-        probe = task.make()
-        spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
-        probe.close()
+        spec = task_spec(task.name)
         prompt = task_prompt(data, task.name, spec, model.cfg, text)
         eps = rollout(model, task, spec, episodes, episodes, text=text, prompt=prompt, seed=seed, device=device,
                       decode=decode)
-        r, e = (ref.get(task.name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
-        scores[task.name] = normalized(float(np.mean([x["return"] for x in eps])), r, e)
+        scores[task.name] = normalized(float(np.mean([x["return"] for x in eps])), *reference_means(ref, task.name))
     valid = [v for v in scores.values() if v is not None]
     return {"scores": scores, "mean": float(np.mean(valid)) if valid else None,
             "above_50": int(sum(v >= 0.5 for v in valid))}

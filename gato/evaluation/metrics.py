@@ -19,6 +19,13 @@ def normalized(score: float, random: float | None, expert: float | None) -> floa
     return float((score - random) / (expert - random))
 
 
+def reference_means(ref: dict, name: str) -> tuple[float | None, float | None]:
+    """Task `name`'s random and expert mean returns in a reference-scores table (gato.envs.scores);
+    None where the table has none."""
+    random, expert = (ref.get(name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
+    return random, expert
+
+
 # Published Atari reference scores, the set the field normalises with today (Agent57, Badia et
 # al. 2020; DQN Zoo; rliable's Atari tables): game -> (random, human). Older papers used the
 # human scores of Mnih et al. 2015, lower on some games (e.g. Boxing 4.3, Enduro 309.6). Human-normalised = (score - random) /

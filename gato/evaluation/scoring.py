@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gato.data.episode import TaskSpec
+from gato.envs.registry import task_spec
 from gato.evaluation.evaluate import RESULTS_VERSION, rollout
-from gato.evaluation.metrics import human_normalized, mean_ci, normalized
+from gato.evaluation.metrics import human_normalized, mean_ci, normalized, reference_means
 from gato.io import read_json, write_json
 from gato.prompts import task_prompt
 
@@ -71,9 +71,7 @@ def _differ(settings: EvalSettings, saved, skip: tuple[str, ...] = ()) -> list[s
 def score_task(model, text, task, settings: EvalSettings, *, device: str, progress: bool, ref: dict) -> dict:
     """Roll the model out on `task` (settings.episodes episodes) and score the returns against the
     reference scores: mean, expert-normalised mean with its bootstrap interval, success rate."""
-    probe = task.make()
-    spec = TaskSpec(task.name, probe.observation_space, probe.action_space)
-    probe.close()
+    spec = task_spec(task.name)
     prompts = None if settings.prompts is None else Path(settings.prompts)
     task_p = task_prompt(prompts, task.name, spec, model.cfg, text)
     if prompts is not None and task_p is None:
@@ -84,7 +82,7 @@ def score_task(model, text, task, settings: EvalSettings, *, device: str, progre
                   temperature=settings.temperature, seed=settings.seed, device=device, decode=settings.decode,
                   timing=clock, progress=progress)
     rets = np.array([e["return"] for e in eps])
-    r, e = (ref.get(task.name, {}).get(k, {}).get("mean") for k in ("random", "expert"))
+    r, e = reference_means(ref, task.name)
     norm = normalized(float(rets.mean()), r, e)
     return {
         "domain": task.domain, "episodes": len(eps), "mean": float(rets.mean()), "std": float(rets.std()),
