@@ -97,7 +97,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
         results["vision_language"] = _vision_language(model, text, data, vl_examples, seed, progress) if vl and data else {}
         phases |= {"videos_s": t2 - t1, "vision_language_s": time.perf_counter() - t2}
         results["phases"] = {k: round(v, 1) for k, v in phases.items()}
-        print("time: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.0f} s" for k, v in results["phases"].items()))
+        print("time: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.0f} s" for k, v in results["phases"].items())
+              + (f" (act and env: summed over the tasks of {workers} worker processes)" if workers > 1 else ""))
         results["learning_curve"] = load_curve(checkpoint)
         results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
                        episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
