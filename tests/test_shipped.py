@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from gato.envs.scores import VERSION, load_scores
+from gato.training.checkpoint import weights_sha256
 from gato.training.loading import load_model, load_tokenizer
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"
@@ -25,6 +26,10 @@ def test_shipped_checkpoint_is_complete_small_and_matches_its_report():
     assert load_tokenizer(SHIPPED).sha256 == meta["tokenizer"]["sha256"]
     results = json.loads(RESULTS.read_text())
     assert results["step"] == meta["step"] and results["scores_file"]["version"] == VERSION
+    # the quality issue's suite, measured as the paper does: >= 30 tasks in 7 domains, 50 episodes each
+    assert len(results["tasks"]) >= 30 and len({t["domain"] for t in results["tasks"].values()}) == 7
+    assert results["episodes"] == 50 and all(t["episodes"] == 50 for t in results["tasks"].values())
+    assert results["weights_sha256"] == weights_sha256(SHIPPED)
     ref = load_scores()
     for name, task in results["tasks"].items():  # normalised with the reference scores that ship
         assert task["expert"] == ref[name]["expert"]["mean"] and task["random"] == ref[name]["random"]["mean"]
@@ -33,9 +38,9 @@ def test_shipped_checkpoint_is_complete_small_and_matches_its_report():
 
 
 def test_shipped_checkpoint_plays_captions_answers_and_chats(tmp_path):
-    from gato.data.vl.builders import make_scene
     from gato.commands.evaluate import play
     from gato.commands.generate import caption, chat, vqa
+    from gato.data.vl.builders import make_scene
 
     played = play(SHIPPED, "control/cartpole", out=tmp_path, max_frames=4)
     assert played["steps"] >= 1 and Path(played["video"]).exists()
