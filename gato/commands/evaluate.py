@@ -203,3 +203,35 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
                           max_frames=max_frames, device=device, decode=resolve_decode(decode, meta))
     print(f"{task}: return {result['return']:.2f} in {result['steps']} steps; video {result['video']}")
     return result
+
+
+def compare(a: Positional[Path], b: Positional[Path], out: Path | None = None, force: bool = False,
+            json: bool = False) -> dict:
+    """Compare two evaluations (`gato eval` outputs) task by task: did B play better than A?
+
+    Paired episode by episode when both used the same --seed (every checkpoint then starts from
+    the same states), with a 95% bootstrap interval of each task's difference; a task is called
+    up or down only when its interval excludes 0. Either side may be an evaluation still running.
+
+    Args:
+        a: the reference: an eval folder (results.json, or the tasks/ saved so far) or a results.json.
+        b: the evaluation compared with it.
+        out: also write the table (markdown) here, and the numbers as JSON beside it (.json).
+        force: replace OUT if it exists (otherwise an error).
+        json: print the numbers as JSON instead of the table.
+    """
+    import json as json_lib
+
+    from gato.evaluation.compare import compare_tasks, comparison_table, load_evaluation
+    from gato.io import write_text
+
+    if out is not None and not force and (Path(out).exists() or Path(out).with_suffix(".json").exists()):
+        raise ValueError(f"--out {out} exists; pass --force to replace it")
+    result = compare_tasks(load_evaluation(a), load_evaluation(b))
+    table = comparison_table(result, (str(a), str(b)))
+    result |= {"a": str(a), "b": str(b)}
+    if out is not None:
+        write_text(out, table)
+        write_json(Path(out).with_suffix(".json"), result)
+    print(json_lib.dumps(result, indent=1) if json else table)
+    return result
