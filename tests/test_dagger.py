@@ -13,6 +13,8 @@ from gato.dagger import ExpertLabels, check_labelable, round_seeds, seed_round
 from gato.commands.data import collect
 from gato.data.storage import TaskDataset
 from gato.envs import get_task
+from gato.envs.scores import load_scores
+from gato.evaluation.metrics import reference_means
 from gato.rollout import PolicyActor, RandomPolicy, run
 from gato.commands.train import export, train
 
@@ -51,7 +53,10 @@ def test_a_dagger_round_writes_labelled_shards_trains_and_resumes(tmp_path):
     assert len(ds.episodes("dagger")) == 4  # two rounds of two
     assert {seed_round(s) for s in ds.card["splits"]["dagger"]["seeds"][0]} <= {1, 2}
     assert (tmp_path / "dagger" / "round-2").is_dir() and log["final"].endswith("step_00000003")
-    assert json.loads((tmp_path / "dagger" / "dagger.json").read_text())["rounds"]["2"]["tasks"][0]["new_episodes"] == 2
+    row = json.loads((tmp_path / "dagger" / "dagger.json").read_text())["rounds"]["2"]["tasks"][0]
+    assert row["new_episodes"] == 2
+    r, e = reference_means(load_scores(), "control/pendulum")  # the learner's return, normalised as eval does
+    assert row["learner_normalized"] == pytest.approx((row["learner_return"] - r) / (e - r))
     # Run again: nothing is redone.
     again = dagger(base, rounds=2, episodes=2, steps=3, out=tmp_path / "dagger", envs=2, progress=False)
     assert again["final"] == log["final"] and len(TaskDataset(data, "control/pendulum").episodes("dagger")) == 4

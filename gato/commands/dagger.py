@@ -106,13 +106,20 @@ def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, d
 
 def _collect(model, text, chosen, root, r, episodes, envs, how, device) -> list[dict]:
     """One round's rollouts of every task, labelled and written under ROOT."""
-    rows = []
+    from gato.envs.scores import load_scores
+    from gato.evaluation.metrics import normalized, reference_means
+
+    rows, ref = [], load_scores()
     for task in chosen:
         prompt = task_prompt(root, task.name, task_spec(task.name), model.cfg, text)
         row = collect_round(model, text, task, root, r, episodes, num_envs=envs, prompt=prompt, decode=how,
                             device=device)
+        got = row["learner_return"]
+        # the learner's score on this round's states, as `gato eval` normalises it (its seeds differ)
+        row["learner_normalized"] = None if got is None else normalized(got, *reference_means(ref, task.name))
         rows.append(row)
-        ret = "-" if row["learner_return"] is None else f"{row['learner_return']:.2f}"
-        print(f"round {r} {task.name:<36} learner return {ret:>10}  +{row['new_episodes']} labelled "
+        ret = "-" if got is None else f"{got:.2f}"
+        norm = "" if row["learner_normalized"] is None else f" ({100 * row['learner_normalized']:.1f}% of expert)"
+        print(f"round {r} {task.name:<36} learner return {ret:>10}{norm}  +{row['new_episodes']} labelled "
               f"episodes ({row['on_disk']} in all)")
     return rows
