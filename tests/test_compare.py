@@ -68,3 +68,17 @@ def test_bad_comparisons_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty is not an evaluation"):
         compare(a, tmp_path / "empty")
+
+
+def test_compare_from_the_command_line(capsys, tmp_path):
+    from gato.cli import main
+
+    base = np.arange(20.0)
+    a = _evaluation(tmp_path / "a", {"t/x": base})
+    b = _evaluation(tmp_path / "b", {"t/x": base + 10})
+    main(["compare", str(a), str(b)])
+    out = capsys.readouterr().out
+    assert "| t/x | 9.5% | 19.5% | +10.0 (+10.0 to +10.0) | up |" in out and "paired" in out
+    with pytest.raises(SystemExit) as stop:
+        main(["compare", str(a), str(tmp_path / "nothing")])
+    assert stop.value.code == 2 and "nothing is not an evaluation" in capsys.readouterr().err
