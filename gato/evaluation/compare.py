@@ -85,9 +85,8 @@ def compare_tasks(a: dict, b: dict, seed: int = 0) -> dict:
 
 
 def comparison_table(result: dict, names: tuple[str, str] = ("A", "B")) -> str:
-    """Markdown: one row per task, then the means and counts."""
-    a, b = names
-    lines = [f"| task | {a} | {b} | {b} - {a} (95% interval) | |", "|---|---|---|---|---|"]
+    """Markdown: which evaluation is A and which B, one row per task, then the means and counts."""
+    lines = [f"A: {names[0]}  \nB: {names[1]}", "", "| task | A | B | B - A (95% interval) | |", "|---|---|---|---|---|"]
     for name, r in result["tasks"].items():
         lo, hi = r["ci"]
         lines.append(f"| {name} | {100 * r['a']:.1f}% | {100 * r['b']:.1f}% | {100 * r['delta']:+.1f} "
