@@ -14,10 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gato.evaluation.metrics import normalized
+from gato.evaluation.metrics import REPS, difference_ci, normalized
 from gato.io import read_json
-
-REPS = 2000  # bootstrap resamples of a task's difference
 
 
 def load_evaluation(path: Path) -> dict:
@@ -40,36 +38,27 @@ def load_evaluation(path: Path) -> dict:
     return {"seed": seeds.pop() if len(seeds) == 1 else None, "tasks": tasks}
 
 
-def _episode_scores(result: dict) -> np.ndarray | None:
+def _episode_scores(result: dict) -> list[float] | None:
     r, e = result.get("random"), result.get("expert")
     returns = result.get("returns")
-    if not returns or normalized(0.0, r, e) is None:
+    if not returns or normalized(0.0, r, e) is None:  # no reference, or a degenerate one
         return None
-    return np.array([normalized(float(x), r, e) for x in returns])
+    return [normalized(float(x), r, e) for x in returns]
 
 
 def compare_tasks(a: dict, b: dict, seed: int = 0) -> dict:
     """Per task in both evaluations: normalised means, B - A, and a 95% bootstrap interval of the
-    difference, paired over the first min(n_A, n_B) episodes when both used the same seed. A
-    change is called up or down only when its interval excludes 0."""
+    difference (`metrics.difference_ci`, rliable's bootstrap as every interval of the report),
+    paired episode by episode when both used the same seed. A change is called up or down only
+    when its interval excludes 0."""
     paired = a["seed"] is not None and a["seed"] == b["seed"]
-    rng = np.random.default_rng(seed)
     rows = {}
     for name in [t for t in a["tasks"] if t in b["tasks"]]:
         sa, sb = _episode_scores(a["tasks"][name]), _episode_scores(b["tasks"][name])
         if sa is None or sb is None:
             continue
-        if paired:
-            n = min(len(sa), len(sb))
-            d = sb[:n] - sa[:n]
-            boots = d[rng.integers(0, n, (REPS, n))].mean(1)
-            delta = float(d.mean())
-        else:
-            boots = (sb[rng.integers(0, len(sb), (REPS, len(sb)))].mean(1)
-                     - sa[rng.integers(0, len(sa), (REPS, len(sa)))].mean(1))
-            delta = float(sb.mean() - sa.mean())
-        lo, hi = (float(x) for x in np.percentile(boots, [2.5, 97.5]))
-        rows[name] = {"a": float(sa.mean()), "b": float(sb.mean()), "delta": delta, "ci": [lo, hi],
+        delta, (lo, hi) = difference_ci(sa, sb, paired, seed)
+        rows[name] = {"a": float(np.mean(sa)), "b": float(np.mean(sb)), "delta": delta, "ci": [lo, hi],
                       "episodes": [len(sa), len(sb)], "verdict": "up" if lo > 0 else "down" if hi < 0 else "="}
     if not rows:
         raise ValueError("the two evaluations have no task in common with scores to compare")

@@ -103,6 +103,19 @@ def mean_ci(episodes, seed: int = 0) -> list[float]:
     return _interval(np.asarray(episodes, np.float64)[:, None], {"mean": lambda m: m.mean()}, seed)["mean_ci"]
 
 
+def difference_ci(a, b, paired: bool, seed: int = 0) -> tuple[float, list[float]]:
+    """Mean of B - A over one task's episodes and its 95% bootstrap interval, over the first
+    min(n_A, n_B) episodes: paired (episode i of both started from the same state) resamples the
+    differences; unpaired resamples each side on its own."""
+    n = min(len(a), len(b))
+    a, b = np.asarray(a[:n], np.float64), np.asarray(b[:n], np.float64)
+    if paired:  # one column of differences
+        out = _interval((b - a)[:, None], {"d": lambda m: m.mean()}, seed)
+    else:  # two columns: rliable resamples episodes within each column independently
+        out = _interval(np.stack([a, b], axis=1), {"d": lambda m: m[:, 1].mean() - m[:, 0].mean()}, seed)
+    return out["d"], out["d_ci"]
+
+
 def performance_profile(per_task: list, taus=None, seed: int = 0) -> dict:
     """rliable's score distribution: for each threshold tau, the fraction of episodes (over all
     tasks, each task weighted equally) scoring above tau, with a 95% stratified-bootstrap band.
