@@ -65,6 +65,10 @@ def test_bad_comparisons_are_named(tmp_path):
     b = _evaluation(tmp_path / "b", {"t/z": [10, 20]})
     with pytest.raises(ValueError, match="no task in common"):
         compare(a, b)
+    (tmp_path / "b" / "results.json").unlink()
+    (tmp_path / "b" / "tasks" / "t-z.json").write_text('{"task": "t/z"}')
+    with pytest.raises(ValueError, match="t-z.json: not a task result"):
+        compare(a, b)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty is not an evaluation"):
         compare(a, tmp_path / "empty")

@@ -33,8 +33,11 @@ def load_evaluation(path: Path) -> dict:
     tasks, seeds = {}, set()
     for f in files:
         saved = read_json(f, "task result")
+        if not (isinstance(saved, dict) and isinstance(saved.get("result"), dict)
+                and isinstance(saved.get("settings"), dict) and "task" in saved):
+            raise ValueError(f"{f}: not a task result of `gato eval` (task, settings, result)")
         tasks[saved["task"]] = saved["result"]
-        seeds.add(saved["settings"]["seed"])
+        seeds.add(saved["settings"].get("seed"))
     return {"seed": seeds.pop() if len(seeds) == 1 else None, "tasks": tasks}
 
 
