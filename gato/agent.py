@@ -94,10 +94,15 @@ class GatoAgent:
 
     # ------------------------------------------------------------------ acting
     @torch.inference_mode()  # less per-op bookkeeping than no_grad: acting runs op by op
-    def act(self, observations: list[Any]) -> list[Any]:
-        """One action per environment for its observation (a list of N observations)."""
+    def act(self, observations: list[Any], forced: list[Any] | None = None) -> list[Any]:
+        """One action per environment for its observation (a list of N observations).
+
+        `forced[r]`, where not None, is the action row r executes instead of its own (DAgger's
+        expert mixture): its tokens, not the sampled ones, enter the cache, so the history the
+        agent conditions on is the one that happened. Returned for such rows: the forced action."""
         if len(observations) != self.n:
             raise ValueError(f"expected {self.n} observations, got {len(observations)}")
+        force = self._forced_tokens(forced)
         obs = batched.encode_batch(self.spec.observation_space, observations, self.tm)
         rows = None if obs is not None else [  # the per-row path names a bad observation
             spaces.encode(self.spec.observation_space, o, self.tm, text=self.text,
@@ -121,6 +126,8 @@ class GatoAgent:
         chosen, finite = [], []
         for i, (lo, hi) in enumerate(self.ranges):
             token, ok = self._sample(logits, lo, median=self.decode == "median" and self.continuous[i])
+            if force is not None:
+                token = torch.where(force[0], force[1][:, i], token)
             chosen.append(token)
             finite.append(ok)
             if i + 1 < len(self.ranges):
@@ -130,7 +137,22 @@ class GatoAgent:
         chosen_ids = torch.stack(chosen, 1).cpu().numpy()  # (N, action tokens)
         self._flush()
         self.last_action = chosen_ids[:, -1].copy()  # enters the cache with the next observation
-        return batched.decode_batch(self.spec.action_space, chosen_ids, self.tm)
+        actions = batched.decode_batch(self.spec.action_space, chosen_ids, self.tm)
+        return actions if forced is None else [a if f is None else f for a, f in zip(actions, forced)]
+
+    def _forced_tokens(self, forced: list[Any] | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(mask (N,), ids (N, action tokens)) of the forced rows' actions, on the device."""
+        if forced is None or all(f is None for f in forced):
+            return None
+        if len(forced) != self.n:
+            raise ValueError(f"expected {self.n} forced actions (None where not forced), got {len(forced)}")
+        ids = np.zeros((self.n, len(self.ranges)), np.int64)
+        for r, a in enumerate(forced):
+            if a is not None:
+                ids[r] = spaces.encode(self.spec.action_space, a, self.tm, role=spaces.ACTION, text=self.text,
+                                       name=f"{self.spec.name}: forced action of environment {r}").ids
+        mask = torch.tensor([f is not None for f in forced], device=self.device)
+        return mask, torch.from_numpy(ids).to(self.device)
 
     def _sample(self, logits: torch.Tensor, lo: int, median: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (N,) from logits (N, hi - lo) of the valid ids, and whether all were finite.

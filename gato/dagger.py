@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from gato.data.episode import TaskSpec
 from gato.envs.registry import Task
 from gato.experts.noise import LabelledAction
@@ -56,28 +58,39 @@ class _Failed:
 
 
 class ExpertLabels:
-    """An actor wrapper: the inner actor's actions are executed, each environment's expert
-    labels the state. An expert that fails on a state (the BabyAI bot can, rarely) labels it
-    `_Failed`, and `collect_round` drops that episode."""
+    """An actor wrapper: each environment's expert labels the state; the inner actor's action is
+    executed, or with probability `beta` (per step and environment) the expert's own: the
+    original DAgger's mixture, which carries a learner that stalls (hovering beside a drawer)
+    on to the states the task needs next. The inner actor is told what ran (`act(..., forced)`)
+    so its history is the one that happened. An expert that fails on a state (the BabyAI bot
+    can, rarely) labels it `_Failed`, and `collect_round` drops that episode."""
 
-    def __init__(self, actor, experts: list):
-        self.actor, self.experts = actor, experts
+    def __init__(self, actor, experts: list, beta: float = 0.0):
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"the expert's share beta must be in [0, 1], got {beta}")
+        self.actor, self.experts, self.beta = actor, experts, beta
+        self.rngs = [np.random.default_rng(r) for r in range(len(experts))]
 
     def reset(self, rows, seeds):
         self.actor.reset(rows, seeds)
         for r, s in zip(rows, seeds):
             self.experts[r].reset(s)
+            self.rngs[r] = np.random.default_rng(None if s is None else [s, 0xBE7A])  # reproducible mixing
 
     def act(self, observations):
-        actions = self.actor.act(observations)
-        out = []
-        for expert, obs, action in zip(self.experts, observations, actions):
+        labels = []
+        for expert, obs in zip(self.experts, observations):
             try:
-                label = expert(obs)
+                labels.append(expert(obs))
             except Exception as e:  # an expert failure costs this episode only
-                label = _Failed(f"{type(e).__name__}: {e}")
-            out.append(LabelledAction(action, label))
-        return out
+                labels.append(_Failed(f"{type(e).__name__}: {e}"))
+        if self.beta <= 0:
+            actions = self.actor.act(observations)
+        else:
+            forced = [None if isinstance(label, _Failed) or rng.random() >= self.beta else label
+                      for label, rng in zip(labels, self.rngs)]
+            actions = self.actor.act(observations, forced=forced)
+        return [LabelledAction(a, label) for a, label in zip(actions, labels)]
 
     def taken(self, row: int, action) -> None:
         if hasattr(self.experts[row], "taken"):
@@ -85,10 +98,12 @@ class ExpertLabels:
 
 
 def collect_round(model, text, task: Task, root: Path, round_: int, episodes: int, *, num_envs: int = 8,
-                  prompt=None, decode: str = "argmax", shard_episodes: int = 8, device: str = "cpu") -> dict:
-    """Roll out `model` on `task` for round `round_`'s seeds not yet on disk, label every state with
+                  prompt=None, decode: str = "argmax", shard_episodes: int = 8, device: str = "cpu",
+                  beta: float = 0.0) -> dict:
+    """Roll out `model` on `task` for round `round_`'s seeds not yet on disk (executing the
+    expert's action instead of the learner's with probability `beta`), label every state with
     the expert, and write the episodes to ROOT/<domain>/<task>/dagger/. Returns counts and the
-    learner's mean return over the new episodes."""
+    mean return of the new episodes (the learner's own where beta is 0)."""
     from gato.agent import GatoAgent
     from gato.data.storage import DatasetWriter, TaskDataset
     from gato.rollout import run
@@ -107,7 +122,7 @@ def collect_round(model, text, task: Task, root: Path, round_: int, episodes: in
             chunk = todo[i:i + shard_episodes]
             agent = GatoAgent(model, spec, min(num_envs, len(chunk)), text=text, prompt=prompt, decode=decode,
                               device=device)
-            actor = ExpertLabels(agent, experts)
+            actor = ExpertLabels(agent, experts, beta)
             for r in run(task, envs[:len(chunk)], actor, chunk):
                 returns.append(r.ret)
                 if any(isinstance(a, _Failed) for a in r.episode.actions):
@@ -119,6 +134,6 @@ def collect_round(model, text, task: Task, root: Path, round_: int, episodes: in
         writer.close()
         for env in envs:
             env.close()
-    return {"task": task.name, "round": round_, "new_episodes": len(todo) - failed, "expert_failed": failed,
+    return {"task": task.name, "round": round_, "beta": beta, "new_episodes": len(todo) - failed, "expert_failed": failed,
             "on_disk": writer.episodes_on_disk("dagger"),
             "learner_return": None if not returns else float(sum(returns) / len(returns))}

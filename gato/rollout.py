@@ -43,8 +43,9 @@ class Actor(Protocol):
     def reset(self, rows: list[int], seeds: list[int | None]) -> None:
         """Rows `rows` start new episodes (reset with `seeds`)."""
 
-    def act(self, observations: list[Any]) -> list[Any]:
-        """One action (or LabelledAction) per environment."""
+    def act(self, observations: list[Any], forced: list[Any] | None = None) -> list[Any]:
+        """One action (or LabelledAction) per environment; where `forced[r]` is not None, that
+        action (an expert's, DAgger's mixture) is what row r executes and remembers."""
 
 
 class PolicyActor:
@@ -60,8 +61,9 @@ class PolicyActor:
         for r, s in zip(rows, seeds):
             self.policies[r].reset(s)
 
-    def act(self, observations):
-        return [p(o) for p, o in zip(self.policies, observations)]
+    def act(self, observations, forced=None):
+        forced = forced or [None] * len(observations)
+        return [p(o) if f is None else f for p, o, f in zip(self.policies, observations, forced)]
 
     def taken(self, row: int, action) -> None:
         if hasattr(self.policies[row], "taken"):

@@ -182,3 +182,34 @@ def test_the_agent_feeds_the_training_layout_of_the_same_episode():
     np.testing.assert_array_equal(fed.kinds, trained.kinds[:n])
     np.testing.assert_array_equal(fed.local_pos, trained.local_pos[:n])
     np.testing.assert_array_equal(fed.patches, trained.patches[:len(fed.patches)])
+
+
+def test_forced_actions_enter_the_cache_as_if_the_agent_had_chosen_them():
+    """DAgger's expert mixture: a forced row executes and remembers the given action (its window
+    is the training layout of the episode as it happened); the other rows act as they would alone."""
+    obs_space = spaces.Box(-2, 2, (3,), np.float32)
+    act_space = spaces.Dict({"move": spaces.Discrete(3), "force": spaces.Box(-1, 1, (2,), np.float32)})
+    spec = TaskSpec("test/forced", obs_space, act_space)
+    obs_space.seed(4)
+    act_space.seed(5)
+    m = small_model(seed=6)
+    pair, alone = GatoAgent(m, spec, 2), GatoAgent(m, spec, 1)
+    observations, forced, own = [obs_space.sample() for _ in range(5)], [], []
+    for t, o in enumerate(observations):
+        f = act_space.sample() if t != 2 else None  # step 2: row 0 acts on its own
+        a = pair.act([o, o], forced=[f, None])
+        b = alone.act([o])[0]
+        if f is not None:
+            assert a[0] is f
+        forced.append(a[0])
+        own.append(b)
+        np.testing.assert_array_equal(a[1]["force"], b["force"])
+        assert a[1]["move"] == b["move"]
+    layout = EpisodeLayout(spec, SMALL.token_map, None, SMALL.max_local_positions)
+    for row, actions in ((0, forced), (1, own)):
+        fed = pair.window(row)
+        trained = layout.steps(Episode(observations, actions), 0, len(observations), with_bos=True)
+        np.testing.assert_array_equal(fed.ids, trained.ids[:len(fed)])
+    assert not np.array_equal(pair.window(0).ids, pair.window(1).ids)  # forcing changed row 0's history
+    with pytest.raises(ValueError, match="forced action of environment 0"):
+        pair.act([observations[0]] * 2, forced=[{"move": 7, "force": np.zeros(2, np.float32)}, None])

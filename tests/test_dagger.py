@@ -35,6 +35,30 @@ def test_expert_labels_every_state_the_learner_visits():
             np.testing.assert_array_equal(label, probe(obs))  # the expert's answer in that state
 
 
+def test_beta_executes_the_expert_on_that_share_of_steps_reproducibly():
+    """The original DAgger's mixture: with beta = 1 the expert drives (the pole stays up for the
+    whole episode) and with 0.5 about half the executed actions are the expert's, the same ones
+    on a re-run; every state is still labelled by the expert."""
+    task = get_task("mujoco/inverted-pendulum")
+    envs = [task.make() for _ in range(2)]
+    experts = [task.make_expert(e) for e in envs]
+    learner = PolicyActor([RandomPolicy(e) for e in envs])
+    driven = run(task, envs, ExpertLabels(learner, experts, beta=1.0), [5, 6], max_steps=300)
+    assert [r.length for r in driven] == [300, 300]
+    assert all(np.array_equal(e, a) for r in driven for e, a in zip(r.episode.executed, r.episode.actions))
+
+    def mixed():
+        res = run(task, envs, ExpertLabels(learner, experts, beta=0.5), [5, 6, 7, 8])
+        return [[np.array_equal(e, a) for e, a in zip(r.episode.executed, r.episode.actions)] for r in res]
+
+    first = mixed()
+    share = np.mean([x for ep in first for x in ep])
+    assert 0.3 < share < 0.7, share
+    assert mixed() == first
+    with pytest.raises(ValueError, match="beta"):
+        ExpertLabels(learner, experts, beta=1.5)
+
+
 def test_tasks_whose_expert_cannot_label_are_refused_by_name():
     with pytest.raises(ValueError, match="box2d/bipedalwalker .*state machine"):
         check_labelable([get_task("control/cartpole"), get_task("box2d/bipedalwalker")])
@@ -48,9 +72,12 @@ def test_a_dagger_round_writes_labelled_shards_trains_and_resumes(tmp_path):
     collect(("control/pendulum",), episodes=3, test_episodes=1, out=data, progress=False)
     base = tmp_path / "base"
     train(out=base, data=str(data), **SMALL)
-    log = dagger(base, rounds=2, episodes=2, steps=3, out=tmp_path / "dagger", envs=2, progress=False)
+    log = dagger(base, rounds=2, episodes=2, steps=3, out=tmp_path / "dagger", envs=2, progress=False, beta=0.5)
     ds = TaskDataset(data, "control/pendulum")
     assert len(ds.episodes("dagger")) == 4  # two rounds of two
+    assert [log["rounds"][r]["beta"] for r in ("1", "2")] == [0.5, 0.25]  # beta ** round
+    forced = [np.array_equal(e, a) for ep in ds.episodes("dagger") for e, a in zip(ep.executed, ep.actions)]
+    assert 0 < np.mean(forced) < 0.6  # the expert ran on some steps, the learner on the others
     assert {seed_round(s) for s in ds.card["splits"]["dagger"]["seeds"][0]} <= {1, 2}
     assert (tmp_path / "dagger" / "round-2").is_dir() and log["final"].endswith("step_00000003")
     row = json.loads((tmp_path / "dagger" / "dagger.json").read_text())["rounds"]["2"]["tasks"][0]
@@ -68,6 +95,8 @@ def test_dagger_refuses_a_task_it_cannot_label_before_any_rollout(tmp_path):
     train(out=tmp_path / "base", data=str(data), **SMALL)
     with pytest.raises(ValueError, match="bipedalwalker"):
         dagger(tmp_path / "base", tasks=("box2d/bipedalwalker",), out=tmp_path / "d", progress=False)
+    with pytest.raises(ValueError, match="--beta"):
+        dagger(tmp_path / "base", beta=1.0, out=tmp_path / "d", progress=False)
     assert not (data / "control" / "pendulum" / "dagger").exists()
 
 

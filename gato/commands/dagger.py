@@ -22,7 +22,7 @@ from gato.training.trainer import run_training
 
 def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: int = 2, episodes: int = 16,
            steps: int = 300, data: Path | None = None, out: Path = Path("runs/dagger"), envs: int = 8,
-           lr: float | None = None, decode: Literal["auto", "argmax", "median"] = "auto", device: str = "auto",
+           lr: float | None = None, beta: float = 0.0, decode: Literal["auto", "argmax", "median"] = "auto", device: str = "auto",
            max_minutes: float | None = None, progress: bool = True) -> dict:
     """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
     task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
@@ -42,6 +42,9 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         out: folder of the rounds' training runs and dagger.json (per-round learner returns).
         envs: environments stepped together per task.
         lr: peak learning rate of the rounds (default: the checkpoint's).
+        beta: the expert's share of executed actions: round r executes the expert's action
+            instead of the learner's with probability BETA**r at each step (Ross et al.'s
+            decaying mixture; the demonstrations are round 0). 0: the learner alone.
         decode: greedy continuous action tokens (as `gato eval`).
         device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
         max_minutes: stop training (with a checkpoint) after this many minutes per round.
@@ -52,6 +55,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
 
     if rounds < 1 or episodes < 1 or steps < 1:
         raise ValueError(f"rounds, episodes and steps must be >= 1, got {rounds}, {episodes} and {steps}")
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"--beta must be in [0, 1) (1 would execute only the expert), got {beta}")
     device = str(resolve_device(device))
     start = checkpoint_folder(Path(checkpoint))
     meta = ckpt.load_meta(start)
@@ -69,11 +74,11 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         raise ValueError(f"no demonstrations of {', '.join(missing)} under {root} (collect them first)")
     out = Path(out)
     with folder_lock(out, "gato dagger"):
-        return _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, decode, device,
+        return _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, beta, decode, device,
                        max_minutes, progress)
 
 
-def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, decode, device, max_minutes,
+def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, beta, decode, device, max_minutes,
             progress) -> dict:
     log_path = out / "dagger.json"
     log = read_json(log_path, "DAgger log") if log_path.exists() else {"checkpoint": str(start), "rounds": {}}
@@ -88,8 +93,8 @@ def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, d
         text = load_tokenizer(policy)
         how = resolve_decode(decode, pmeta)
         with folder_lock(root, "gato dagger (collecting a round)"):
-            rows = _collect(model, text, chosen, root, r, episodes, envs, how, device)
-        log["rounds"][str(r)] = {"policy": str(policy), "tasks": rows}
+            rows = _collect(model, text, chosen, root, r, episodes, envs, how, device, beta ** r if beta else 0.0)
+        log["rounds"][str(r)] = {"policy": str(policy), "beta": beta ** r if beta else 0.0, "tasks": rows}
         write_json(log_path, log)
         cfg = dataclasses.replace(base, init=str(policy), steps=steps, warmup=min(base.warmup, steps // 10),
                                   data=str(root), tasks=tuple(t.name for t in chosen) if base.tasks else (),
@@ -104,7 +109,7 @@ def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, d
     return log
 
 
-def _collect(model, text, chosen, root, r, episodes, envs, how, device) -> list[dict]:
+def _collect(model, text, chosen, root, r, episodes, envs, how, device, beta) -> list[dict]:
     """One round's rollouts of every task, labelled and written under ROOT."""
     from gato.envs.scores import load_scores
     from gato.evaluation.metrics import normalized, reference_means
@@ -113,13 +118,14 @@ def _collect(model, text, chosen, root, r, episodes, envs, how, device) -> list[
     for task in chosen:
         prompt = task_prompt(root, task.name, task_spec(task.name), model.cfg, text)
         row = collect_round(model, text, task, root, r, episodes, num_envs=envs, prompt=prompt, decode=how,
-                            device=device)
+                            device=device, beta=beta)
         got = row["learner_return"]
-        # the learner's score on this round's states, as `gato eval` normalises it (its seeds differ)
+        # the rollouts' score (the learner's own where beta is 0), as `gato eval` normalises it
         row["learner_normalized"] = None if got is None else normalized(got, *reference_means(ref, task.name))
         rows.append(row)
         ret = "-" if got is None else f"{got:.2f}"
         norm = "" if row["learner_normalized"] is None else f" ({100 * row['learner_normalized']:.1f}% of expert)"
-        print(f"round {r} {task.name:<36} learner return {ret:>10}{norm}  +{row['new_episodes']} labelled "
+        who = "learner" if not beta else f"mixed ({beta:.2f} expert)"
+        print(f"round {r} {task.name:<36} {who} return {ret:>10}{norm}  +{row['new_episodes']} labelled "
               f"episodes ({row['on_disk']} in all)")
     return rows
