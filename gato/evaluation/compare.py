@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gato.evaluation.metrics import REPS, difference_ci, normalized
+from gato.evaluation.metrics import REPS, difference_ci, episode_scores
 from gato.io import read_json
 
 
@@ -41,14 +41,6 @@ def load_evaluation(path: Path) -> dict:
     return {"seed": seeds.pop() if len(seeds) == 1 else None, "tasks": tasks}
 
 
-def _episode_scores(result: dict) -> list[float] | None:
-    r, e = result.get("random"), result.get("expert")
-    returns = result.get("returns")
-    if not returns or normalized(0.0, r, e) is None:  # no reference, or a degenerate one
-        return None
-    return [normalized(float(x), r, e) for x in returns]
-
-
 def compare_tasks(a: dict, b: dict, seed: int = 0) -> dict:
     """Per task in both evaluations: normalised means, B - A, and a 95% bootstrap interval of the
     difference (`metrics.difference_ci`, rliable's bootstrap as every interval of the report),
@@ -57,7 +49,8 @@ def compare_tasks(a: dict, b: dict, seed: int = 0) -> dict:
     paired = a["seed"] is not None and a["seed"] == b["seed"]
     rows = {}
     for name in [t for t in a["tasks"] if t in b["tasks"]]:
-        sa, sb = _episode_scores(a["tasks"][name]), _episode_scores(b["tasks"][name])
+        sa, sb = (episode_scores(t.get("returns") or [], t.get("random"), t.get("expert"))
+                  for t in (a["tasks"][name], b["tasks"][name]))
         if sa is None or sb is None:
             continue
         delta, (lo, hi) = difference_ci(sa, sb, paired, seed)

@@ -19,6 +19,14 @@ def normalized(score: float, random: float | None, expert: float | None) -> floa
     return float((score - random) / (expert - random))
 
 
+def episode_scores(returns, random: float | None, expert: float | None) -> list[float] | None:
+    """Each episode's return, normalised; None when a reference is missing or degenerate. The
+    report's interval of a task and `gato compare`'s differences are both over these."""
+    if not len(returns) or normalized(0.0, random, expert) is None:
+        return None
+    return [normalized(float(x), random, expert) for x in returns]
+
+
 def reference_means(ref: dict, name: str) -> tuple[float | None, float | None]:
     """Task `name`'s random and expert mean returns in a reference-scores table (gato.envs.scores);
     None where the table has none."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from gato.envs.registry import task_spec
 from gato.evaluation.evaluate import RESULTS_VERSION, rollout
-from gato.evaluation.metrics import human_normalized, mean_ci, normalized, reference_means
+from gato.evaluation.metrics import episode_scores, human_normalized, mean_ci, normalized, reference_means
 from gato.io import read_json, write_json
 from gato.prompts import task_prompt
 
@@ -89,7 +89,7 @@ def score_task(model, text, task, settings: EvalSettings, *, device: str, progre
         "returns": rets.tolist(), "random": r, "expert": e, "normalized": norm,
         "human_normalized": human_normalized(task.name, float(rets.mean())),
         # 95% bootstrap interval of the normalised mean, over this task's episodes (rliable)
-        "normalized_ci": None if norm is None else mean_ci([normalized(v, r, e) for v in rets]),
+        "normalized_ci": None if norm is None else mean_ci(episode_scores(rets, r, e)),
         "success_rate": float(np.mean([x["success"] for x in eps])) if task.success else None,
         "prompt_tokens": 0 if task_p is None else len(task_p),
         "act_s": round(clock["act"], 2), "env_s": round(clock["env"], 2),
