@@ -22,8 +22,8 @@ from gato.training.trainer import run_training
 
 def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: int = 2, episodes: int = 16,
            steps: int = 300, data: Path | None = None, out: Path = Path("runs/dagger"), envs: int = 8,
-           lr: float | None = None, beta: float = 0.0, decode: Literal["auto", "argmax", "median"] = "auto", device: str = "auto",
-           max_minutes: float | None = None, progress: bool = True) -> dict:
+           lr: float | None = None, beta: float = 0.0, decode: Literal["auto", "argmax", "median"] = "auto",
+           device: str = "auto", max_minutes: float | None = None, progress: bool = True) -> dict:
     """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
     task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
 
