@@ -134,6 +134,7 @@ def collect_round(model, text, task: Task, root: Path, round_: int, episodes: in
         writer.close()
         for env in envs:
             env.close()
-    return {"task": task.name, "round": round_, "beta": beta, "new_episodes": len(todo) - failed, "expert_failed": failed,
+    return {"task": task.name, "round": round_, "beta": beta, "new_episodes": len(todo) - failed,
+            "expert_failed": failed,
             "on_disk": writer.episodes_on_disk("dagger"),
             "learner_return": None if not returns else float(sum(returns) / len(returns))}
