@@ -92,9 +92,10 @@ def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, b
         model, pmeta = load_model(policy, device)
         text = load_tokenizer(policy)
         how = resolve_decode(decode, pmeta)
+        share = beta ** r if beta else 0.0  # the expert's share of this round's executed actions
         with folder_lock(root, "gato dagger (collecting a round)"):
-            rows = _collect(model, text, chosen, root, r, episodes, envs, how, device, beta ** r if beta else 0.0)
-        log["rounds"][str(r)] = {"policy": str(policy), "beta": beta ** r if beta else 0.0, "tasks": rows}
+            rows = _collect(model, text, chosen, root, r, episodes, envs, how, device, share)
+        log["rounds"][str(r)] = {"policy": str(policy), "beta": share, "tasks": rows}
         write_json(log_path, log)
         cfg = dataclasses.replace(base, init=str(policy), steps=steps, warmup=min(base.warmup, steps // 10),
                                   data=str(root), tasks=tuple(t.name for t in chosen) if base.tasks else (),
