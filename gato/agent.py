@@ -20,6 +20,7 @@ model's purpose-written one-token step (`Gato.step`: no module calls, no masks, 
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -37,7 +38,8 @@ from gato.tokenization.vocab import TARGET_KINDS, Kind, as_action_kinds
 class GatoAgent:
     def __init__(self, model: Gato, spec: TaskSpec, num_envs: int = 1, *, text=None,
                  prompt: Sequence | None = None, temperature: float = 0.0, keep: int | None = None,
-                 seed: int = 0, device: str | torch.device = "cpu", decode: str = "argmax"):
+                 seed: int = 0, device: str | torch.device = "cpu", decode: str = "argmax",
+                 discrete_temperature: float | None = None):
         cfg = model.cfg
         self.model, self.spec, self.n, self.text = model.eval(), spec, num_envs, text
         self.tm = cfg.token_map
@@ -50,8 +52,13 @@ class GatoAgent:
             raise ValueError(f"prompt of {len(prompt)} tokens does not fit the kept window of {self.keep}")
         if decode not in ("argmax", "median"):
             raise ValueError(f"decode must be argmax or median, got {decode!r}")
-        self.prompt, self.temperature, self.decode = prompt, temperature, decode
+        self.prompt, self.decode = prompt, decode
         self.continuous = [lo <= a < hi for a, _ in self.ranges]
+        # per action token: `discrete_temperature` (when given) for discrete tokens, `temperature` otherwise
+        self.temperatures = [temperature if c or discrete_temperature is None else discrete_temperature
+                             for c in self.continuous]
+        if min(self.temperatures) < 0 or not all(math.isfinite(t) for t in self.temperatures):
+            raise ValueError(f"temperatures must be finite and >= 0, got {temperature} and {discrete_temperature}")
         self.device = torch.device(device)
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
         dtype = next(model.parameters()).dtype
@@ -125,7 +132,8 @@ class GatoAgent:
             self.opening = [None] * self.n
         chosen, finite = [], []
         for i, (lo, hi) in enumerate(self.ranges):
-            token, ok = self._sample(logits, lo, median=self.decode == "median" and self.continuous[i])
+            token, ok = self._sample(logits, lo, self.temperatures[i],
+                                     median=self.decode == "median" and self.continuous[i])
             if force is not None:
                 token = torch.where(force[0], force[1][:, i], token)
             chosen.append(token)
@@ -154,7 +162,8 @@ class GatoAgent:
         mask = torch.tensor([f is not None for f in forced], device=self.device)
         return mask, torch.from_numpy(ids).to(self.device)
 
-    def _sample(self, logits: torch.Tensor, lo: int, median: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample(self, logits: torch.Tensor, lo: int, temperature: float,
+                median: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (N,) from logits (N, hi - lo) of the valid ids, and whether all were finite.
 
         Greedy acting takes the most likely id, or with `median` (continuous bins, which are
@@ -162,14 +171,14 @@ class GatoAgent:
         neighbouring bins, as a model trained on Gaussian-histogram targets predicts."""
         z = logits.float()
         finite = torch.isfinite(z.amax(-1)).all()  # NaN and +inf reach the max
-        if self.temperature <= 0 and median:
+        if temperature <= 0 and median:
             cdf = torch.softmax(z, -1).cumsum(-1)
             return (cdf < 0.5).sum(-1).clamp(max=z.shape[-1] - 1) + lo, finite
-        if self.temperature <= 0:
+        if temperature <= 0:
             return z.argmax(-1) + lo, finite
         if not bool(finite):  # a distribution needs finite logits
             raise FloatingPointError(f"{self.spec.name}: the model produced non-finite logits; no action sent")
-        return torch.multinomial(torch.softmax(z / self.temperature, -1), 1, generator=self.gen)[:, 0] + lo, finite
+        return torch.multinomial(torch.softmax(z / temperature, -1), 1, generator=self.gen)[:, 0] + lo, finite
 
     # ------------------------------------------------------------------ a step's input
     def _dense_step(self, obs: batched.BatchTokens) -> _Step:

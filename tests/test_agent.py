@@ -213,3 +213,22 @@ def test_forced_actions_enter_the_cache_as_if_the_agent_had_chosen_them():
     assert not np.array_equal(pair.window(0).ids, pair.window(1).ids)  # forcing changed row 0's history
     with pytest.raises(ValueError, match="forced action of environment 0"):
         pair.act([observations[0]] * 2, forced=[{"move": 7, "force": np.zeros(2, np.float32)}, None])
+
+
+def test_discrete_temperature_samples_discrete_tokens_and_leaves_continuous_ones_greedy():
+    obs_space = spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    rng = np.random.default_rng(0)
+    observations = [[rng.normal(size=4).astype(np.float32) for _ in range(4)] for _ in range(12)]
+
+    def trace(action_space, **kw):
+        agent = GatoAgent(small_model(seed=1), TaskSpec("test/t", obs_space, action_space), num_envs=4, seed=7, **kw)
+        return np.array([np.asarray(agent.act(obs)) for obs in observations])
+
+    discrete = spaces.Discrete(5)
+    mixed = trace(discrete, temperature=0.0, discrete_temperature=1.0)
+    np.testing.assert_array_equal(mixed, trace(discrete, temperature=1.0))  # sampled as at temperature 1
+    assert (mixed != trace(discrete)).any()  # and not greedy
+    box = spaces.Box(-1, 1, (2,), np.float32)
+    np.testing.assert_array_equal(trace(box, discrete_temperature=1.0), trace(box))  # continuous: still greedy
+    with pytest.raises(ValueError, match="temperature"):
+        GatoAgent(small_model(), TaskSpec("test/t", obs_space, discrete), discrete_temperature=-1.0)

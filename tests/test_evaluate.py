@@ -104,6 +104,10 @@ def test_eval_saves_each_task_and_reuses_it_only_under_the_same_settings(tmp_pat
         evaluate(SHIPPED, tasks=CHEAP, **(kw | {"episodes": 3}))
     forced = evaluate(SHIPPED, tasks=CHEAP, force=True, **(kw | {"episodes": 3}))
     assert len(forced["tasks"]["control/acrobot"]["returns"]) == 3
+    with pytest.raises(ValueError, match=r"another evaluation \(discrete_temperature differ\)"):
+        evaluate(SHIPPED, tasks=CHEAP, **(kw | {"episodes": 3, "discrete_temperature": 1.0}))
+    with pytest.raises(ValueError, match=r"--discrete-temperature must be a finite number >= 0"):
+        evaluate(SHIPPED, tasks=CHEAP, **(kw | {"discrete_temperature": float("nan")}))
 
 
 def test_eval_never_replaces_the_results_of_another_evaluation_unless_forced(tmp_path):

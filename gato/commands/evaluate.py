@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Literal
@@ -25,7 +26,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
              episodes: int = 50, envs: int = 16, out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
              seed: int = 100_000, device: str = "auto", videos: int = 3, vl: bool = True,
              vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
-             prompt: bool = True, workers: int = 1, force: bool = False, progress: bool = True) -> dict:
+             prompt: bool = True, workers: int = 1, force: bool = False, progress: bool = True,
+             discrete_temperature: float | None = None) -> dict:
     """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
 
     Each task's scores are saved in OUT/tasks/ as soon as it finishes: run the same command again
@@ -56,6 +58,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
             checkpoint, episode count, seed, ...), replacing them; without it that is an error.
         progress: show a progress bar with a time estimate per task (over its episodes) and per
             vision-language set (over its examples).
+        discrete_temperature: sampling temperature of discrete action tokens (default: TEMPERATURE's);
+            1 samples them as the paper does while continuous ones stay greedy (docs/evaluation.md).
     """
     from gato.envs import resolve
     from gato.envs.scores import scores_file_id
@@ -65,13 +69,14 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
                          f"{envs}, {workers}, {videos} and {vl_examples}")
     if data is not None and not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
+    _check_temperatures(temperature, discrete_temperature)
     device = str(resolve_device(device))
     out = Path(out)
     folder = checkpoint_folder(Path(checkpoint))  # fixed now: a run that saves newer ones meanwhile is not mixed in
     model, meta, text = load_checkpoint(folder, device)
     prompts = prompt_source(checkpoint, data) if prompt else None
     settings = EvalSettings(weights_sha256(folder), episodes, envs, seed, temperature, resolve_decode(decode, meta),
-                            None if prompts is None else str(prompts))
+                            None if prompts is None else str(prompts), discrete_temperature=discrete_temperature)
     if tasks is None:
         tasks = () if suite else ("control",)
     names = with_suite(tuple(tasks), suite)
@@ -91,7 +96,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
         t1 = time.perf_counter()
         for task in chosen[:videos]:
             v = record_video(model, text, task, out / "videos", seed=seed, data=prompts, temperature=temperature,
-                             device=device, decode=settings.decode)
+                             device=device, decode=settings.decode, discrete_temperature=discrete_temperature)
             results["videos"][task.name] = str(Path(v["video"]).relative_to(out))
         t2 = time.perf_counter()
         results["vision_language"] = _vision_language(model, text, data, vl_examples, seed, progress) if vl and data else {}
@@ -101,7 +106,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
               + (f" (act and env: summed over the tasks of {workers} worker processes)" if workers > 1 else ""))
         results["learning_curve"] = load_curve(checkpoint)
         results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
-                       episodes=episodes, temperature=temperature, seconds=round(time.perf_counter() - t0, 1),
+                       episodes=episodes, temperature=temperature, discrete_temperature=discrete_temperature, seconds=round(time.perf_counter() - t0, 1),
                        seed=seed, envs=envs, decode=settings.decode, suite=suite,
                        prompts=settings.prompts, data=None if data is None else str(data), vl_examples=vl_examples,
                        scores_file=scores_file_id(), weights_sha256=settings.weights_sha256, workers=workers)
@@ -174,7 +179,8 @@ def _vision_language(model, text, data: Path, examples: int, seed: int, progress
 
 def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("runs/play"), seed: int = 100_000,
          data: Path | None = None, temperature: float = 0.0, max_frames: int = 400, device: str = "auto",
-         decode: Literal["auto", "argmax", "median"] = "auto", prompt: bool = True) -> dict:
+         decode: Literal["auto", "argmax", "median"] = "auto", prompt: bool = True,
+         discrete_temperature: float | None = None) -> dict:
     """Run one episode of TASK with a checkpoint and save its video (GIF) for a quick look.
 
     Args:
@@ -189,20 +195,29 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
         decode: greedy continuous action tokens: argmax, median, or auto (as `gato eval`).
         prompt: prompt with the end of the task's best demonstration, from DATA or else from the
             checkpoint's own prompts (as `gato eval`).
+        discrete_temperature: sampling temperature of discrete action tokens (default: TEMPERATURE's).
     """
     from gato.envs import get_task
 
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    _check_temperatures(temperature, discrete_temperature)
     if data is not None and not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
     device = str(resolve_device(device))
     model, meta, text = load_checkpoint(checkpoint, device)
     prompts = prompt_source(checkpoint, data) if prompt else None
     result = record_video(model, text, get_task(task), Path(out), seed=seed, data=prompts, temperature=temperature,
-                          max_frames=max_frames, device=device, decode=resolve_decode(decode, meta))
+                          max_frames=max_frames, device=device, decode=resolve_decode(decode, meta),
+                          discrete_temperature=discrete_temperature)
     print(f"{task}: return {result['return']:.2f} in {result['steps']} steps; video {result['video']}")
     return result
+
+
+def _check_temperatures(temperature: float, discrete_temperature: float | None) -> None:
+    for flag, t in (("--temperature", temperature), ("--discrete-temperature", discrete_temperature)):
+        if t is not None and not (t >= 0 and math.isfinite(t)):
+            raise ValueError(f"{flag} must be a finite number >= 0 (0: greedy), got {t}")
 
 
 def compare(a: Positional[Path], b: Positional[Path], out: Path | None = None, force: bool = False,

@@ -19,7 +19,8 @@ RESULTS_VERSION = 1
 
 def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=None, prompt=None,
             temperature: float = 0.0, seed: int = 0, device: str = "cpu", decode: str = "argmax",
-            timing: dict | None = None, progress: bool = False) -> list[dict]:
+            timing: dict | None = None, progress: bool = False,
+            discrete_temperature: float | None = None) -> list[dict]:
     """`episodes` episodes of `task` with N environments stepped in lock step (gato.rollout.run);
     one model forward per action token serves them all. `progress`: a bar over the episodes."""
     from gato.agent import GatoAgent
@@ -29,7 +30,7 @@ def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=N
     bar = tqdm(total=episodes, desc=task.name, unit="episode", disable=not progress, leave=False)
     envs = [_CountEpisodes(task.make(sticky=True), task.max_steps, bar) for _ in range(n)]
     agent = GatoAgent(model, spec, n, text=text, prompt=prompt, temperature=temperature, seed=seed, device=device,
-                      decode=decode)
+                      decode=decode, discrete_temperature=discrete_temperature)
     try:
         results = run(task, envs, agent, range(seed, seed + episodes), record=False, timing=timing)
     finally:
@@ -104,7 +105,8 @@ def aggregate(per_task: dict) -> dict:
 
 
 def record_video(model, text, task, out: Path, *, seed: int = 0, data: Path | None = None,
-                 temperature: float = 0.0, max_frames: int = 400, device: str = "cpu", decode: str = "argmax") -> dict:
+                 temperature: float = 0.0, max_frames: int = 400, device: str = "cpu", decode: str = "argmax",
+                 discrete_temperature: float | None = None) -> dict:
     """One episode rendered with the environment's rgb_array mode, saved as an animated GIF."""
     from PIL import Image
 
@@ -114,7 +116,8 @@ def record_video(model, text, task, out: Path, *, seed: int = 0, data: Path | No
     env = task.make(render_mode="rgb_array", sticky=True)
     spec = TaskSpec(task.name, env.observation_space, env.action_space)
     agent = GatoAgent(model, spec, 1, text=text, prompt=task_prompt(data, task.name, spec, model.cfg, text),
-                      temperature=temperature, seed=seed, device=device, decode=decode)
+                      temperature=temperature, seed=seed, device=device, decode=decode,
+                      discrete_temperature=discrete_temperature)
     frames = []
     try:
         r = run(task, [env], agent, [seed], record=False, on_step=lambda row, e: frames.append(e.render()))[0]

@@ -71,7 +71,8 @@ def write_report(results: dict, out: Path) -> Path:
     out = Path(out)
     plots = _plots(results, out)
     lines = [f"# Evaluation of {results['checkpoint']} (step {results['step']})", "",
-             f"{results['episodes']} episodes per task, temperature {results['temperature']}; "
+             f"{results['episodes']} episodes per task, temperature {results['temperature']}"
+             + (f" (discrete actions {t})" if (t := results.get("discrete_temperature")) is not None else "") + "; "
              f"{results['overall']['tasks_above_50']} of {results['overall']['tasks_normalized']} "
              "normalised tasks at or above 50% of the expert.", "",
              "## Per domain", "", "| domain | tasks | mean | median | IQM (95% CI) | tasks >= 50% |",

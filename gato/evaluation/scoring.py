@@ -29,6 +29,7 @@ class EvalSettings:
     decode: str
     prompts: str | None  # where prompts come from; None: unprompted
     version: int = RESULTS_VERSION
+    discrete_temperature: float | None = None  # None: `temperature` (files from before it existed read so)
 
 
 def task_file(out: Path, name: str) -> Path:
@@ -79,7 +80,8 @@ def score_task(model, text, task, settings: EvalSettings, *, device: str, progre
     clock: dict = {}
     t0 = time.perf_counter()
     eps = rollout(model, task, spec, settings.episodes, settings.envs, text=text, prompt=task_p,
-                  temperature=settings.temperature, seed=settings.seed, device=device, decode=settings.decode,
+                  temperature=settings.temperature, discrete_temperature=settings.discrete_temperature,
+                  seed=settings.seed, device=device, decode=settings.decode,
                   timing=clock, progress=progress)
     rets = np.array([e["return"] for e in eps])
     r, e = reference_means(ref, task.name)
