@@ -99,9 +99,10 @@ class ExpertLabels:
 
 def collect_round(model, text, task: Task, root: Path, round_: int, episodes: int, *, num_envs: int = 8,
                   prompt=None, decode: str = "argmax", shard_episodes: int = 8, device: str = "cpu",
-                  beta: float = 0.0) -> dict:
+                  beta: float = 0.0, discrete_temperature: float | None = None) -> dict:
     """Roll out `model` on `task` for round `round_`'s seeds not yet on disk (executing the
-    expert's action instead of the learner's with probability `beta`), label every state with
+    expert's action instead of the learner's with probability `beta`; discrete action tokens
+    sampled at `discrete_temperature`, seeded by each shard's first seed), label every state with
     the expert, and write the episodes to ROOT/<domain>/<task>/dagger/. Returns counts and the
     mean return of the new episodes (the learner's own where beta is 0)."""
     from gato.agent import GatoAgent
@@ -121,7 +122,7 @@ def collect_round(model, text, task: Task, root: Path, round_: int, episodes: in
         for i in range(0, len(todo), shard_episodes):
             chunk = todo[i:i + shard_episodes]
             agent = GatoAgent(model, spec, min(num_envs, len(chunk)), text=text, prompt=prompt, decode=decode,
-                              device=device)
+                              device=device, discrete_temperature=discrete_temperature, seed=chunk[0])
             actor = ExpertLabels(agent, experts, beta)
             for r in run(task, envs[:len(chunk)], actor, chunk):
                 returns.append(r.ret)

@@ -190,3 +190,28 @@ def test_finetune_learns_a_new_task_from_a_pretrained_checkpoint_and_resumes(tmp
                  eval_episodes=0, scratch=True, progress=False)
     assert json.loads((tmp_path / "scratch" / "model" / "config.json").read_text())["train"]["init"] == ""
     assert s["scratch"]
+
+
+def test_dagger_samples_the_learners_discrete_actions_reproducibly_when_asked(tmp_path):
+    import shutil
+
+    from gato.dagger import collect_round
+    from gato.training.loading import load_checkpoint
+
+    data = tmp_path / "data"
+    collect(("control/cartpole",), episodes=3, test_episodes=1, out=data, progress=False)
+    train(out=tmp_path / "base", data=str(data), **SMALL)
+    model, _, text = load_checkpoint(tmp_path / "base", "cpu")
+
+    def executed(name, **kw):
+        root = tmp_path / name
+        shutil.copytree(data, root)
+        collect_round(model, text, get_task("control/cartpole"), root, 1, 4, num_envs=2, **kw)
+        return [int(np.asarray(a)) for ep in TaskDataset(root, "control/cartpole").episodes("dagger")
+                for a in ep.executed]
+
+    sampled = executed("sampled", discrete_temperature=1.0)
+    assert sampled == executed("again", discrete_temperature=1.0)
+    assert sampled != executed("greedy")
+    with pytest.raises(ValueError, match="--discrete-temperature"):
+        dagger(tmp_path / "base", rounds=1, episodes=1, steps=1, out=tmp_path / "d", discrete_temperature=-1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +24,8 @@ from gato.training.trainer import run_training
 def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: int = 2, episodes: int = 16,
            steps: int = 300, data: Path | None = None, out: Path = Path("runs/dagger"), envs: int = 8,
            lr: float | None = None, beta: float = 0.0, decode: Literal["auto", "argmax", "median"] = "auto",
-           device: str = "auto", max_minutes: float | None = None, progress: bool = True) -> dict:
+           device: str = "auto", max_minutes: float | None = None, progress: bool = True,
+           discrete_temperature: float | None = None) -> dict:
     """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
     task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
 
@@ -49,6 +51,9 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
         max_minutes: stop training (with a checkpoint) after this many minutes per round.
         progress: show a progress bar while training.
+        discrete_temperature: sample the learner's discrete action tokens at this temperature
+            (as `gato eval --discrete-temperature`; default: greedy), so its rollouts visit the
+            states a sampled evaluation does.
     """
     from gato.data.datasets import find_tasks
     from gato.envs import resolve
@@ -57,6 +62,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         raise ValueError(f"rounds, episodes and steps must be >= 1, got {rounds}, {episodes} and {steps}")
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"--beta must be in [0, 1) (1 would execute only the expert), got {beta}")
+    if discrete_temperature is not None and not (0.0 <= discrete_temperature < math.inf):
+        raise ValueError(f"--discrete-temperature must be a finite number >= 0, got {discrete_temperature}")
     device = str(resolve_device(device))
     start = checkpoint_folder(Path(checkpoint))
     meta = ckpt.load_meta(start)
@@ -75,11 +82,11 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
     out = Path(out)
     with folder_lock(out, "gato dagger"):
         return _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, beta, decode, device,
-                       max_minutes, progress)
+                       max_minutes, progress, discrete_temperature)
 
 
 def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, beta, decode, device, max_minutes,
-            progress) -> dict:
+            progress, discrete_temperature) -> dict:
     log_path = out / "dagger.json"
     log = read_json(log_path, "DAgger log") if log_path.exists() else {"checkpoint": str(start), "rounds": {}}
     policy = start
@@ -94,8 +101,9 @@ def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, b
         how = resolve_decode(decode, pmeta)
         share = beta ** r if beta else 0.0  # the expert's share of this round's executed actions
         with folder_lock(root, "gato dagger (collecting a round)"):
-            rows = _collect(model, text, chosen, root, r, episodes, envs, how, device, share)
-        log["rounds"][str(r)] = {"policy": str(policy), "beta": share, "tasks": rows}
+            rows = _collect(model, text, chosen, root, r, episodes, envs, how, device, share, discrete_temperature)
+        log["rounds"][str(r)] = {"policy": str(policy), "beta": share, "discrete_temperature": discrete_temperature,
+                                 "tasks": rows}
         write_json(log_path, log)
         cfg = dataclasses.replace(base, init=str(policy), steps=steps, warmup=min(base.warmup, steps // 10),
                                   data=str(root), tasks=tuple(t.name for t in chosen) if base.tasks else (),
@@ -110,7 +118,7 @@ def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, b
     return log
 
 
-def _collect(model, text, chosen, root, r, episodes, envs, how, device, beta) -> list[dict]:
+def _collect(model, text, chosen, root, r, episodes, envs, how, device, beta, discrete_temperature) -> list[dict]:
     """One round's rollouts of every task, labelled and written under ROOT."""
     from gato.envs.scores import load_scores
     from gato.evaluation.metrics import normalized, reference_means
@@ -119,7 +127,7 @@ def _collect(model, text, chosen, root, r, episodes, envs, how, device, beta) ->
     for task in chosen:
         prompt = task_prompt(root, task.name, task_spec(task.name), model.cfg, text)
         row = collect_round(model, text, task, root, r, episodes, num_envs=envs, prompt=prompt, decode=how,
-                            device=device, beta=beta)
+                            device=device, beta=beta, discrete_temperature=discrete_temperature)
         got = row["learner_return"]
         # the rollouts' score (the learner's own where beta is 0), as `gato eval` normalises it
         row["learner_normalized"] = None if got is None else normalized(got, *reference_means(ref, task.name))
