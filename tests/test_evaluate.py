@@ -105,7 +105,7 @@ def test_eval_saves_each_task_and_reuses_it_only_under_the_same_settings(tmp_pat
     forced = evaluate(SHIPPED, tasks=CHEAP, force=True, **(kw | {"episodes": 3}))
     assert len(forced["tasks"]["control/acrobot"]["returns"]) == 3
     with pytest.raises(ValueError, match=r"another evaluation \(discrete_temperature differ\)"):
-        evaluate(SHIPPED, tasks=CHEAP, **(kw | {"episodes": 3, "discrete_temperature": 1.0}))
+        evaluate(SHIPPED, tasks=CHEAP, **(kw | {"episodes": 3, "discrete_temperature": 0.0}))
     with pytest.raises(ValueError, match=r"--discrete-temperature must be a finite number >= 0"):
         evaluate(SHIPPED, tasks=CHEAP, **(kw | {"discrete_temperature": float("nan")}))
 

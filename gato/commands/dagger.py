@@ -12,7 +12,7 @@ from tyro.conf import Positional
 from gato.dagger import check_labelable, collect_round
 from gato.device import resolve_device
 from gato.envs.registry import task_spec
-from gato.evaluation.evaluate import resolve_decode
+from gato.evaluation.evaluate import DISCRETE_TEMPERATURE, resolve_decode
 from gato.io import folder_lock, read_json, write_json
 from gato.prompts import task_prompt
 from gato.training import checkpoint as ckpt
@@ -25,7 +25,7 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
            steps: int = 300, data: Path | None = None, out: Path = Path("runs/dagger"), envs: int = 8,
            lr: float | None = None, beta: float = 0.0, decode: Literal["auto", "argmax", "median"] = "auto",
            device: str = "auto", max_minutes: float | None = None, progress: bool = True,
-           discrete_temperature: float | None = None) -> dict:
+           discrete_temperature: float | None = DISCRETE_TEMPERATURE) -> dict:
     """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
     task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
 
@@ -51,9 +51,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
         max_minutes: stop training (with a checkpoint) after this many minutes per round.
         progress: show a progress bar while training.
-        discrete_temperature: sample the learner's discrete action tokens at this temperature
-            (as `gato eval --discrete-temperature`; default: greedy), so its rollouts visit the
-            states a sampled evaluation does.
+        discrete_temperature: sample the learner's discrete action tokens at this temperature,
+            as `gato eval` does, so its rollouts visit the states evaluation does (0: greedy).
     """
     from gato.data.datasets import find_tasks
     from gato.envs import resolve

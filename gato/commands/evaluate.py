@@ -12,7 +12,8 @@ from tyro.conf import Positional
 
 from gato.device import resolve_device
 from gato.evaluation.curve import load_curve
-from gato.evaluation.evaluate import RESULTS_VERSION, aggregate, prompt_source, record_video, resolve_decode
+from gato.evaluation.evaluate import (DISCRETE_TEMPERATURE, RESULTS_VERSION, aggregate, prompt_source, record_video,
+                                      resolve_decode)
 from gato.evaluation.scoring import (EvalSettings, TaskJob, check_results_file, cost_order, run_job, save_result,
                                      saved_result, score_task)
 from gato.io import folder_lock, write_json
@@ -27,7 +28,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
              seed: int = 100_000, device: str = "auto", videos: int = 3, vl: bool = True,
              vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
              prompt: bool = True, workers: int = 1, force: bool = False, progress: bool = True,
-             discrete_temperature: float | None = None) -> dict:
+             discrete_temperature: float | None = DISCRETE_TEMPERATURE) -> dict:
     """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
 
     Each task's scores are saved in OUT/tasks/ as soon as it finishes: run the same command again
@@ -41,7 +42,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
         envs: environments stepped together per task.
         out: results folder.
         data: dataset root for prompts and the vision-language sets (default: prompts the checkpoint carries).
-        temperature: 0 for greedy action tokens, else sampling temperature.
+        temperature: 0 for greedy continuous action tokens, else their sampling temperature
+            (and the discrete ones' when DISCRETE_TEMPERATURE is None).
         seed: first reset seed (disjoint from collection and reference-score seeds).
         device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
         videos: replay videos (GIF) recorded for this many tasks and linked in the report.
@@ -58,8 +60,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
             checkpoint, episode count, seed, ...), replacing them; without it that is an error.
         progress: show a progress bar with a time estimate per task (over its episodes) and per
             vision-language set (over its examples).
-        discrete_temperature: sampling temperature of discrete action tokens (default: TEMPERATURE's);
-            1 samples them as the paper does while continuous ones stay greedy (docs/evaluation.md).
+        discrete_temperature: sampling temperature of discrete action tokens: 1 samples them as the
+            paper does (continuous ones stay greedy), 0 is greedy, None follows TEMPERATURE.
     """
     from gato.envs import resolve
     from gato.envs.scores import scores_file_id
@@ -180,7 +182,7 @@ def _vision_language(model, text, data: Path, examples: int, seed: int, progress
 def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("runs/play"), seed: int = 100_000,
          data: Path | None = None, temperature: float = 0.0, max_frames: int = 400, device: str = "auto",
          decode: Literal["auto", "argmax", "median"] = "auto", prompt: bool = True,
-         discrete_temperature: float | None = None) -> dict:
+         discrete_temperature: float | None = DISCRETE_TEMPERATURE) -> dict:
     """Run one episode of TASK with a checkpoint and save its video (GIF) for a quick look.
 
     Args:
@@ -189,13 +191,13 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
         out: folder for the GIF.
         seed: reset seed (default: that of `gato eval`'s first episode, apart from collection seeds).
         data: dataset root for the prompt (default: the prompts the checkpoint carries).
-        temperature: 0 for greedy action tokens.
+        temperature: 0 for greedy continuous action tokens (as `gato eval`).
         max_frames: frames kept in the GIF (evenly subsampled).
         device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
         decode: greedy continuous action tokens: argmax, median, or auto (as `gato eval`).
         prompt: prompt with the end of the task's best demonstration, from DATA or else from the
             checkpoint's own prompts (as `gato eval`).
-        discrete_temperature: sampling temperature of discrete action tokens (default: TEMPERATURE's).
+        discrete_temperature: sampling temperature of discrete action tokens (as `gato eval`).
     """
     from gato.envs import get_task
 

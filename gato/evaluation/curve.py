@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gato.envs.registry import task_spec
+from gato.evaluation.evaluate import DISCRETE_TEMPERATURE
 from gato.evaluation.metrics import normalized, reference_means
 from gato.io import write_json
 
@@ -21,8 +22,10 @@ CURVE_FILE = "curve.json"
 
 
 def curve_point(model, text, task_names: tuple[str, ...], episodes: int, data: Path | None, *,
-                decode: str = "argmax", seed: int = 100_000, device: str = "cpu") -> dict:
-    """Per-task normalised scores of `model` now, and their mean."""
+                decode: str = "argmax", seed: int = 100_000, device: str = "cpu",
+                discrete_temperature: float | None = DISCRETE_TEMPERATURE) -> dict:
+    """Per-task normalised scores of `model` now, and their mean (actions chosen as `gato eval`
+    chooses them by default)."""
     from gato.envs import resolve
     from gato.envs.scores import load_scores
     from gato.evaluation.evaluate import rollout
@@ -33,7 +36,7 @@ def curve_point(model, text, task_names: tuple[str, ...], episodes: int, data: P
         spec = task_spec(task.name)
         prompt = task_prompt(data, task.name, spec, model.cfg, text)
         eps = rollout(model, task, spec, episodes, episodes, text=text, prompt=prompt, seed=seed, device=device,
-                      decode=decode)
+                      decode=decode, discrete_temperature=discrete_temperature)
         scores[task.name] = normalized(float(np.mean([x["return"] for x in eps])), *reference_means(ref, task.name))
     valid = [v for v in scores.values() if v is not None]
     return {"scores": scores, "mean": float(np.mean(valid)) if valid else None,

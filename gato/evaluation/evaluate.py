@@ -15,6 +15,9 @@ from gato.io import atomic_write
 from gato.prompts import task_prompt
 
 RESULTS_VERSION = 1
+# Discrete action tokens are sampled, as the paper samples actions (a greedy discrete policy loops:
+# docs/quality.md, Sampling discrete actions); continuous ones stay greedy.
+DISCRETE_TEMPERATURE = 1.0
 
 
 def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=None, prompt=None,
