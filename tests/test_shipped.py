@@ -63,7 +63,8 @@ def test_shipped_report_reproduces(tmp_path):
     name = "dmc/cartpole-balance"
     reported = results["tasks"][name]
     again = evaluate(SHIPPED, tasks=(name,), episodes=reported["episodes"], envs=results["envs"],
-                     out=tmp_path / "eval", seed=results["seed"], videos=0, vl=False)
+                     out=tmp_path / "eval", seed=results["seed"], videos=0, vl=False,
+                     discrete_temperature=results.get("discrete_temperature"))  # None: as `temperature`
     mine = again["tasks"][name]
     assert mine["prompt_tokens"] == reported["prompt_tokens"]
     noise = 2 * max(reported["std"], 1e-6) / np.sqrt(reported["episodes"])
