@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +11,7 @@ from tyro.conf import Positional
 from gato.dagger import check_labelable, collect_round
 from gato.device import resolve_device
 from gato.envs.registry import task_spec
-from gato.evaluation.evaluate import DISCRETE_TEMPERATURE, resolve_decode
+from gato.evaluation.evaluate import DISCRETE_TEMPERATURE, check_temperatures, resolve_decode
 from gato.io import folder_lock, read_json, write_json
 from gato.prompts import task_prompt
 from gato.training import checkpoint as ckpt
@@ -61,8 +60,7 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         raise ValueError(f"rounds, episodes and steps must be >= 1, got {rounds}, {episodes} and {steps}")
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"--beta must be in [0, 1) (1 would execute only the expert), got {beta}")
-    if discrete_temperature is not None and not (0.0 <= discrete_temperature < math.inf):
-        raise ValueError(f"--discrete-temperature must be a finite number >= 0, got {discrete_temperature}")
+    check_temperatures(0.0, discrete_temperature)
     device = str(resolve_device(device))
     start = checkpoint_folder(Path(checkpoint))
     meta = ckpt.load_meta(start)

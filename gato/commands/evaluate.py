@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Literal
@@ -12,8 +11,8 @@ from tyro.conf import Positional
 
 from gato.device import resolve_device
 from gato.evaluation.curve import load_curve
-from gato.evaluation.evaluate import (DISCRETE_TEMPERATURE, RESULTS_VERSION, aggregate, prompt_source, record_video,
-                                      resolve_decode)
+from gato.evaluation.evaluate import (DISCRETE_TEMPERATURE, RESULTS_VERSION, aggregate, check_temperatures,
+                                      prompt_source, record_video, resolve_decode)
 from gato.evaluation.scoring import (EvalSettings, TaskJob, check_results_file, cost_order, run_job, save_result,
                                      saved_result, score_task)
 from gato.io import folder_lock, write_json
@@ -71,7 +70,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
                          f"{envs}, {workers}, {videos} and {vl_examples}")
     if data is not None and not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
-    _check_temperatures(temperature, discrete_temperature)
+    check_temperatures(temperature, discrete_temperature)
     device = str(resolve_device(device))
     out = Path(out)
     folder = checkpoint_folder(Path(checkpoint))  # fixed now: a run that saves newer ones meanwhile is not mixed in
@@ -108,7 +107,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
               + (f" (act and env: summed over the tasks of {workers} worker processes)" if workers > 1 else ""))
         results["learning_curve"] = load_curve(checkpoint)
         results.update(version=RESULTS_VERSION, checkpoint=str(checkpoint), step=meta.get("step"),
-                       episodes=episodes, temperature=temperature, discrete_temperature=discrete_temperature, seconds=round(time.perf_counter() - t0, 1),
+                       episodes=episodes, temperature=temperature, discrete_temperature=discrete_temperature,
+                       seconds=round(time.perf_counter() - t0, 1),
                        seed=seed, envs=envs, decode=settings.decode, suite=suite,
                        prompts=settings.prompts, data=None if data is None else str(data), vl_examples=vl_examples,
                        scores_file=scores_file_id(), weights_sha256=settings.weights_sha256, workers=workers)
@@ -203,7 +203,7 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
 
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    _check_temperatures(temperature, discrete_temperature)
+    check_temperatures(temperature, discrete_temperature)
     if data is not None and not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
     device = str(resolve_device(device))
@@ -214,12 +214,6 @@ def play(checkpoint: Positional[Path], task: Positional[str], out: Path = Path("
                           discrete_temperature=discrete_temperature)
     print(f"{task}: return {result['return']:.2f} in {result['steps']} steps; video {result['video']}")
     return result
-
-
-def _check_temperatures(temperature: float, discrete_temperature: float | None) -> None:
-    for flag, t in (("--temperature", temperature), ("--discrete-temperature", discrete_temperature)):
-        if t is not None and not (t >= 0 and math.isfinite(t)):
-            raise ValueError(f"{flag} must be a finite number >= 0 (0: greedy), got {t}")
 
 
 def compare(a: Positional[Path], b: Positional[Path], out: Path | None = None, force: bool = False,

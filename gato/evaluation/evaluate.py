@@ -3,6 +3,7 @@ it against the reference scores (expert-normalised, per domain, Figure 5)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import gymnasium as gym
@@ -18,6 +19,13 @@ RESULTS_VERSION = 1
 # Discrete action tokens are sampled, as the paper samples actions (a greedy discrete policy loops:
 # docs/quality.md, Sampling discrete actions); continuous ones stay greedy.
 DISCRETE_TEMPERATURE = 1.0
+
+
+def check_temperatures(temperature: float, discrete_temperature: float | None) -> None:
+    """The commands' check of their two temperature flags, before any model is loaded."""
+    for flag, t in (("--temperature", temperature), ("--discrete-temperature", discrete_temperature)):
+        if t is not None and not (t >= 0 and math.isfinite(t)):
+            raise ValueError(f"{flag} must be a finite number >= 0 (0: greedy), got {t}")
 
 
 def rollout(model, task, spec: TaskSpec, episodes: int, num_envs: int, *, text=None, prompt=None,
