@@ -57,8 +57,8 @@ def test_median_decoding_picks_the_middle_of_the_predicted_mass():
     z = torch.full((1, 1024), -30.0)
     z[0, [100, 200, 300]] = torch.tensor([0.0, 0.1, 0.0]).exp().log()  # three near-equal modes
     z[0, 100] += 0.3  # the argmax is the outer one
-    tok, _ = agent._sample(z, 0, median=True)
-    assert int(tok) == 200 and int(agent._sample(z, 0)[0]) == 100
+    tok, _ = agent._sample(z, 0, 0.0, median=True)
+    assert int(tok) == 200 and int(agent._sample(z, 0, 0.0)[0]) == 100
     with pytest.raises(ValueError, match="decode"):
         GatoAgent(Gato(model_cfg), spec, 1, decode="mode")
 
