@@ -87,6 +87,15 @@ def test_a_dagger_round_writes_labelled_shards_trains_and_resumes(tmp_path):
     # Run again: nothing is redone.
     again = dagger(base, rounds=2, episodes=2, steps=3, out=tmp_path / "dagger", envs=2, progress=False)
     assert again["final"] == log["final"] and len(TaskDataset(data, "control/pendulum").episodes("dagger")) == 4
+    # Continue the aggregate from another checkpoint (round 1's) in another folder, as round 3.
+    more = dagger(log["rounds"]["2"]["policy"], rounds=3, first_round=3, episodes=2, steps=3, out=tmp_path / "d3",
+                  envs=2, progress=False, beta=0.5)
+    ds = TaskDataset(data, "control/pendulum")
+    assert list(more["rounds"]) == ["3"] and more["rounds"]["3"]["beta"] == 0.125 and more["first_round"] == 3
+    assert more["rounds"]["3"]["tasks"][0]["new_episodes"] == 2 and len(ds.episodes("dagger")) == 6
+    assert {seed_round(s) for seeds in ds.card["splits"]["dagger"]["seeds"] for s in seeds} == {1, 2, 3}
+    with pytest.raises(ValueError, match="--first-round 3"):  # that folder's rounds start at 3
+        dagger(base, rounds=3, episodes=2, steps=3, out=tmp_path / "d3", envs=2, progress=False)
 
 
 def test_dagger_refuses_a_task_it_cannot_label_before_any_rollout(tmp_path):
@@ -97,6 +106,8 @@ def test_dagger_refuses_a_task_it_cannot_label_before_any_rollout(tmp_path):
         dagger(tmp_path / "base", tasks=("box2d/bipedalwalker",), out=tmp_path / "d", progress=False)
     with pytest.raises(ValueError, match="--beta"):
         dagger(tmp_path / "base", beta=1.0, out=tmp_path / "d", progress=False)
+    with pytest.raises(ValueError, match="--first-round"):
+        dagger(tmp_path / "base", rounds=2, first_round=3, out=tmp_path / "d", progress=False)
     assert not (data / "control" / "pendulum" / "dagger").exists()
 
 

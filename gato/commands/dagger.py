@@ -24,18 +24,19 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
            steps: int = 300, data: Path | None = None, out: Path = Path("runs/dagger"), envs: int = 8,
            lr: float | None = None, beta: float = 0.0, decode: Literal["auto", "argmax", "median"] = "auto",
            device: str = "auto", max_minutes: float | None = None, progress: bool = True,
-           discrete_temperature: float | None = DISCRETE_TEMPERATURE) -> dict:
+           discrete_temperature: float | None = DISCRETE_TEMPERATURE, first_round: int = 1) -> dict:
     """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
     task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
 
-    Round r starts from round r-1's newest checkpoint (round 1 from CHECKPOINT) and trains STEPS
-    more steps into OUT/round-r with the checkpoint's own training configuration. Killed, it
+    Round r starts from round r-1's newest checkpoint (the first round from CHECKPOINT) and trains
+    STEPS more steps into OUT/round-r with the checkpoint's own training configuration. Killed, it
     resumes: rollouts skip the episodes on disk, training resumes from its newest checkpoint.
 
     Args:
         checkpoint: the policy to start from (checkpoint or run folder).
         tasks: tasks to roll out (default: those the checkpoint was trained on, or all of DATA).
-        rounds: DAgger rounds.
+        rounds: the last round: rounds FIRST_ROUND..ROUNDS run (a re-run with a larger ROUNDS
+            continues).
         episodes: learner episodes per task and round.
         steps: training steps per round.
         data: dataset root the checkpoint was trained on (default: the one in its config); DAgger
@@ -52,12 +53,18 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         progress: show a progress bar while training.
         discrete_temperature: sample the learner's discrete action tokens at this temperature,
             as `gato eval` does, so its rollouts visit the states evaluation does (0: greedy).
+        first_round: the number of the first round, to continue from another checkpoint an
+            aggregate that earlier rounds (another OUT) wrote into DATA: a round's reset seeds,
+            shards and expert share follow its number, so round 1 again would find round 1's
+            episodes on disk and collect nothing new.
     """
     from gato.data.datasets import find_tasks
     from gato.envs import resolve
 
     if rounds < 1 or episodes < 1 or steps < 1:
         raise ValueError(f"rounds, episodes and steps must be >= 1, got {rounds}, {episodes} and {steps}")
+    if not 1 <= first_round <= rounds:
+        raise ValueError(f"--first-round must be in [1, --rounds] = [1, {rounds}], got {first_round}")
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"--beta must be in [0, 1) (1 would execute only the expert), got {beta}")
     check_temperatures(0.0, discrete_temperature)
@@ -78,16 +85,21 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         raise ValueError(f"no demonstrations of {', '.join(missing)} under {root} (collect them first)")
     out = Path(out)
     with folder_lock(out, "gato dagger"):
-        return _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, beta, decode, device,
-                       max_minutes, progress, discrete_temperature)
+        return _rounds(start, base, root, chosen, range(first_round, rounds + 1), episodes, steps, out, envs, lr,
+                       beta, decode, device, max_minutes, progress, discrete_temperature)
 
 
 def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, beta, decode, device, max_minutes,
             progress, discrete_temperature) -> dict:
     log_path = out / "dagger.json"
     log = read_json(log_path, "DAgger log") if log_path.exists() else {"checkpoint": str(start), "rounds": {}}
+    first = log.get("first_round", 1) if log["rounds"] else rounds[0]  # older logs started at round 1
+    log["first_round"] = first
+    if first != rounds[0]:
+        raise ValueError(f"{out} holds DAgger rounds that start at round {first}, not {rounds[0]}: pass "
+                         f"--first-round {first}, or another --out")
     policy = start
-    for r in range(1, rounds + 1):
+    for r in rounds:
         run_dir = out / f"round-{r}"
         latest = ckpt.latest_checkpoint(run_dir) if run_dir.exists() else None
         if latest is not None and ckpt.load_meta(latest)["step"] >= steps:
