@@ -21,7 +21,10 @@ def model_card(meta: dict, prompted: list[str], results: dict | None = None, lic
              "## Training", "",
              f"Recipe fields (config.json holds them all): {train.get('steps')} steps of {train.get('batch_size')} "
              f"sequences, peak learning rate {train.get('lr')}, data `{train.get('data')}`, target sigma "
-             f"{train.get('target_sigma', 0.0)}, start probability {train.get('start_prob', 0.0)}.", "",
+             f"{train.get('target_sigma', 0.0)}, start probability {train.get('start_prob', 0.0)}."
+             + (f" These steps continued the weights of `{train['init']}` (fine-tuning, a DAgger round or a "
+                "consolidation): the step count is this last run's, not the model's whole training."
+                if train.get("init") else ""), "",
              f"Tasks ({len(tasks)}): " + (", ".join(f"`{t}`" for t in tasks) or "see config.json") + ".", "",
              "Demonstration prompts for these tasks are in `prompts/` (the end of each task's best "
              "demonstration), so evaluation is prompted as in the paper.", "",

@@ -412,3 +412,11 @@ def test_fields_once_missing_from_the_cli_reach_the_saved_config(tmp_path):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
     assert (saved["grad_clip"], saved["betas"], saved["prompt_tokens"], saved["final_lr_ratio"]) == \
         (0.5, [0.8, 0.9], 8, 0.5)
+
+
+def test_the_model_card_says_when_the_weights_continued_another_checkpoint():
+    from gato.model_card import model_card
+
+    meta = {"step": 1200, "model": {"name": "gato-tiny"}, "train": {"steps": 1200, "init": "runs/dq/round-6"}}
+    assert "continued the weights of `runs/dq/round-6`" in model_card(meta, [])
+    assert "continued" not in model_card({**meta, "train": {"steps": 1200, "init": ""}}, [])
