@@ -104,7 +104,9 @@ def collect_round(model, text, task: Task, root: Path, round_: int, episodes: in
     expert's action instead of the learner's with probability `beta`; discrete action tokens
     sampled at `discrete_temperature`, seeded by each shard's first seed), label every state with
     the expert, and write the episodes to ROOT/<domain>/<task>/dagger/. Returns counts and the
-    mean return of the new episodes (the learner's own where beta is 0)."""
+    mean return of the round's rollouts (the learner's own where beta is 0): those on disk,
+    written by this run or by an earlier one that was killed, and those this run could not
+    label, so a resumed round reports what the whole round scored."""
     from gato.agent import GatoAgent
     from gato.data.storage import DatasetWriter, TaskDataset
     from gato.rollout import run
@@ -117,7 +119,7 @@ def collect_round(model, text, task: Task, root: Path, round_: int, episodes: in
     experts = [task.make_expert(env) for env in envs]
     writer = DatasetWriter(root, spec, {}, split="dagger", shard_episodes=shard_episodes, executed=True)
     todo = [s for s in round_seeds(round_, episodes) if s not in writer.seeds_on_disk("dagger")]
-    returns, failed = [], 0
+    unlabelled, failed = [], 0
     try:
         for i in range(0, len(todo), shard_episodes):
             chunk = todo[i:i + shard_episodes]
@@ -125,9 +127,9 @@ def collect_round(model, text, task: Task, root: Path, round_: int, episodes: in
                               device=device, discrete_temperature=discrete_temperature, seed=chunk[0])
             actor = ExpertLabels(agent, experts, beta)
             for r in run(task, envs[:len(chunk)], actor, chunk):
-                returns.append(r.ret)
                 if any(isinstance(a, _Failed) for a in r.episode.actions):
                     failed += 1
+                    unlabelled.append(r.ret)
                     continue
                 writer.add(r.episode, seed=r.seed)
             writer.flush()
@@ -135,7 +137,10 @@ def collect_round(model, text, task: Task, root: Path, round_: int, episodes: in
         writer.close()
         for env in envs:
             env.close()
+    seeds = set(round_seeds(round_, episodes))
+    returns = [v for s, v in TaskDataset(root, task.name).seeded_returns("dagger").items() if s in seeds] + unlabelled
     return {"task": task.name, "round": round_, "beta": beta, "new_episodes": len(todo) - failed,
             "expert_failed": failed,
             "on_disk": writer.episodes_on_disk("dagger"),
-            "learner_return": None if not returns else float(sum(returns) / len(returns))}
+            "learner_return": None if not returns else float(sum(returns) / len(returns)),
+            "learner_episodes": len(returns)}

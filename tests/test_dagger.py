@@ -4,6 +4,7 @@ round's shards, trained on; and demonstration prompts that travel with an export
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -87,6 +88,13 @@ def test_a_dagger_round_writes_labelled_shards_trains_and_resumes(tmp_path):
     # Run again: nothing is redone.
     again = dagger(base, rounds=2, episodes=2, steps=3, out=tmp_path / "dagger", envs=2, progress=False)
     assert again["final"] == log["final"] and len(TaskDataset(data, "control/pendulum").episodes("dagger")) == 4
+    # Killed in round 2's training, before its first checkpoint: the re-run trains again and the
+    # round's score is still the one its rollouts made (read back from its shards).
+    shutil.rmtree(tmp_path / "dagger" / "round-2")
+    again = dagger(base, rounds=2, episodes=2, steps=3, out=tmp_path / "dagger", envs=2, progress=False)
+    kept = again["rounds"]["2"]["tasks"][0]
+    assert kept["new_episodes"] == 0 and kept["learner_episodes"] == 2
+    assert kept["learner_return"] == pytest.approx(row["learner_return"])
     # Continue the aggregate from another checkpoint (round 1's) in another folder, as round 3.
     more = dagger(log["rounds"]["2"]["policy"], rounds=3, first_round=3, episodes=2, steps=3, out=tmp_path / "d3",
                   envs=2, progress=False, beta=0.5)
@@ -171,7 +179,6 @@ def test_a_dagger_round_beats_more_cloning_on_a_cheap_task(tmp_path):
     kw = dict(batch_size=8, context=256, warmup=20, progress=False, checkpoint_every=100)
     train(out=tmp_path / "base", data=str(data), steps=200, **kw)
     train(out=tmp_path / "bc", data=str(data), steps=200, init=str(tmp_path / "base"), **kw)
-    import shutil
     shutil.copytree(data, tmp_path / "aggregate")
     dagger(tmp_path / "base", data=tmp_path / "aggregate", rounds=1, episodes=4, steps=200, out=tmp_path / "dagger",
            envs=4, progress=False)
@@ -204,7 +211,6 @@ def test_finetune_learns_a_new_task_from_a_pretrained_checkpoint_and_resumes(tmp
 
 
 def test_dagger_samples_the_learners_discrete_actions_reproducibly_when_asked(tmp_path):
-    import shutil
 
     from gato.dagger import collect_round
     from gato.training.loading import load_checkpoint
