@@ -211,7 +211,6 @@ def test_finetune_learns_a_new_task_from_a_pretrained_checkpoint_and_resumes(tmp
 
 
 def test_dagger_samples_the_learners_discrete_actions_reproducibly_when_asked(tmp_path):
-
     from gato.dagger import collect_round
     from gato.training.loading import load_checkpoint
 
