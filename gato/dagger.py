@@ -138,7 +138,7 @@ def collect_round(model, text, task: Task, root: Path, round_: int, episodes: in
         for env in envs:
             env.close()
     seeds = set(round_seeds(round_, episodes))
-    returns = [v for s, v in TaskDataset(root, task.name).seeded_returns("dagger").items() if s in seeds] + unlabelled
+    returns = [v for s, v in writer.seeded_returns().items() if s in seeds] + unlabelled
     return {"task": task.name, "round": round_, "beta": beta, "new_episodes": len(todo) - failed,
             "expert_failed": failed,
             "on_disk": writer.episodes_on_disk("dagger"),

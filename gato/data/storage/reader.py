@@ -80,12 +80,6 @@ class TaskDataset:
                 self._error(f"{path}: {e}")
         return out[:limit]
 
-    def seeded_returns(self, split: str = "train") -> dict[int, float]:
-        """Each episode's return by its reset seed (episodes written without a seed are left out)."""
-        return {int(r["seed"]): float(r["rewards"].sum(dtype=np.float64))
-                for _, rows in self._rows(split, ["rewards"], optional=("seed",)) for r in rows
-                if r.get("seed") is not None}
-
     def returns(self, split: str = "train") -> np.ndarray:
         """Each episode's return (sum of rewards, float64)."""
         return np.asarray([r["rewards"].sum(dtype=np.float64) for _, rows in self._rows(split, ["rewards"])

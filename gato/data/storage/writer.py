@@ -55,18 +55,21 @@ def _summary(returns: list[float]) -> dict[str, float]:
     return {"count": len(r), "mean": float(r.mean()), "std": float(r.std()), "min": float(r.min()), "max": float(r.max())}
 
 
-def _scan(folder: Path) -> tuple[list[float], set[int]]:
-    """Returns and seeds of the shards in a split folder (unreadable shards: warned about, skipped)."""
-    returns, seeds = [], set()
+def _scan(folder: Path) -> tuple[list[float], dict[int, float]]:
+    """Returns of the shards in a split folder, and those of seeded episodes by reset seed
+    (unreadable shards: warned about, skipped)."""
+    returns, by_seed = [], {}
     for path in sorted(folder.glob("shard-*.parquet")):
         try:
             rows = _read_rows(path, ["rewards", "seed"])
         except (OSError, pa.ArrowException, ValueError) as e:
             warnings.warn(f"{path}: unreadable shard left as is: {e}")
             continue
-        returns += [float(r["rewards"].sum(dtype=np.float64)) for r in rows]
-        seeds |= {r["seed"] for r in rows if r["seed"] is not None}
-    return returns, seeds
+        for r in rows:
+            returns.append(float(r["rewards"].sum(dtype=np.float64)))
+            if r["seed"] is not None:
+                by_seed[r["seed"]] = returns[-1]
+    return returns, by_seed
 
 
 def _now() -> str:
@@ -107,7 +110,7 @@ class DatasetWriter:
         (self.folder / split).mkdir(parents=True, exist_ok=True)
         for stale in (self.folder / split).glob(".*.tmp"):  # left by a killed writer
             stale.unlink()
-        self._returns, self._seeds = _scan(self.folder / split)
+        self._returns, self._by_seed = _scan(self.folder / split)
         done = [int(p.stem.split("-")[1]) for p in (self.folder / split).glob("shard-*.parquet")]
         self._next = max(done, default=-1) + 1
         self._write_card()
@@ -140,8 +143,10 @@ class DatasetWriter:
         dictionary = [_leaf_path(c, a.type) for c, a in zip(self.columns, arrays) if c in DICTIONARY_COLUMNS]
         atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary))
         self._next += 1
-        self._returns += [float(r["rewards"].sum(dtype=np.float64)) for r in self._buffer]
-        self._seeds |= {r["seed"] for r in self._buffer if r["seed"] is not None}
+        for r in self._buffer:
+            self._returns.append(float(r["rewards"].sum(dtype=np.float64)))
+            if r["seed"] is not None:
+                self._by_seed[r["seed"]] = self._returns[-1]
         self._buffer, self._card_stale = [], True
         if time.monotonic() - self._card_time >= self.card_interval_s:
             self._write_card()
@@ -150,7 +155,7 @@ class DatasetWriter:
         """Rewrites this split's entry; the other split's is kept as on disk (its writer may be open too)."""
         on_disk = _load_card(self.card_path).get("splits", {}) if self.card_path.exists() else {}
         if self._returns:
-            on_disk[self.split] = {"episodes": len(self._returns), "seeds": _ranges(self._seeds),
+            on_disk[self.split] = {"episodes": len(self._returns), "seeds": _ranges(set(self._by_seed)),
                                    "returns": _summary(self._returns)}
         self.card["splits"] = on_disk
         self.card["updated"] = _now()
@@ -162,7 +167,11 @@ class DatasetWriter:
         return len(self._returns if split in (None, self.split) else _scan(self.folder / split)[0])
 
     def seeds_on_disk(self, split: str | None = None) -> set[int]:
-        return set(self._seeds if split in (None, self.split) else _scan(self.folder / split)[1])
+        return set(self._by_seed if split in (None, self.split) else _scan(self.folder / split)[1])
+
+    def seeded_returns(self) -> dict[int, float]:
+        """This split's returns by reset seed: the episodes on disk when it opened and those written since."""
+        return dict(self._by_seed)
 
     def close(self) -> None:
         self.flush()
