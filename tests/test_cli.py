@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,6 +92,11 @@ def test_bench_train_json(capsys):
     assert result["bench"] == "train" and result["context"] == 64
     assert result["tokens_per_s"] > 0 and result["ratio"] == pytest.approx(
         result["tokens_per_s"] / result["baseline_tokens_per_s"], rel=0.01)
+    # every figure names its CPU: the model as lscpu prints it, and the bf16 matrix units
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), None)
+    assert result["machine"]["cpu"] == model
+    assert result["machine"]["bf16_units"] == [f for f in ("amx_bf16", "avx512_bf16") if f" {f}" in cpuinfo]
 
 
 def test_bench_eval_json(capsys):

@@ -16,6 +16,28 @@ import torch
 Precision = Literal["auto", "bf16", "fp32"]
 
 
+def _cpuinfo() -> str:
+    try:
+        return open("/proc/cpuinfo").read()
+    except OSError:  # not Linux
+        return ""
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name as `lscpu` prints it (None where /proc/cpuinfo is missing)."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def cpu_bf16_units() -> list[str]:
+    """The CPU's bf16 matrix instruction sets among AMX and AVX-512 BF16 (/proc/cpuinfo flags)."""
+    flags = next((line.split(":", 1)[1].split() for line in _cpuinfo().splitlines()
+                  if line.startswith("flags")), [])
+    return [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+
+
 def cpu_has_bf16() -> bool:
     """Whether oneDNN on this CPU has native bf16 matrix instructions (AMX or AVX-512 BF16)."""
     try:
@@ -23,11 +45,9 @@ def cpu_has_bf16() -> bool:
             return False
     except (AttributeError, RuntimeError):
         return False
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:  # not Linux: trust oneDNN's answer
+    if not _cpuinfo():  # not Linux: trust oneDNN's answer
         return True
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return bool(cpu_bf16_units())
 
 
 def resolve(precision: str, device: torch.device | str) -> str:

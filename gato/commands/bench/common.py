@@ -14,10 +14,14 @@ import torch.nn.functional as F
 
 from gato.config import ModelConfig
 from gato.model import Block
+from gato.training.precision import cpu_bf16_units, cpu_model
 
 
 def machine_info() -> dict:
+    """What a figure depends on: the CPU model and its bf16 matrix units (machines of one kind
+    here come with AMD EPYC or Intel Xeon CPUs whose per-op costs differ widely), threads, torch."""
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu": cpu_model(), "bf16_units": cpu_bf16_units(),
             "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
