@@ -83,6 +83,14 @@ SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"
 CHEAP = ("control/cartpole", "control/acrobot")
 
 
+def test_eval_steps_all_episodes_of_a_task_together_by_default(tmp_path):
+    res = evaluate(SHIPPED, tasks=("control/cartpole",), episodes=3, out=tmp_path / "eval", videos=0, vl=False,
+                   progress=False)
+    assert res["envs"] == 3 and len(res["tasks"]["control/cartpole"]["returns"]) == 3
+    with pytest.raises(ValueError, match="envs"):
+        evaluate(SHIPPED, tasks=("control/cartpole",), episodes=3, envs=-1, out=tmp_path / "eval2")
+
+
 def test_eval_saves_each_task_and_reuses_it_only_under_the_same_settings(tmp_path, capsys):
     kw = dict(episodes=2, envs=2, out=tmp_path / "eval", videos=0, vl=False, progress=False)
     first = evaluate(SHIPPED, tasks=CHEAP, **kw)

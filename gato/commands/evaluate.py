@@ -22,8 +22,11 @@ from gato.training.checkpoint import weights_sha256
 from gato.training.loading import checkpoint_folder, load_checkpoint
 
 
+MAX_ENVS = 64  # the default batch: a 50-episode task in one pass; 64 Atari environments hold ~3 GB
+
+
 def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None, suite: str | None = None,
-             episodes: int = 50, envs: int = 16, out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
+             episodes: int = 50, envs: int = 0, out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
              seed: int = 100_000, device: str = "auto", videos: int = 3, vl: bool = True,
              vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
              prompt: bool = True, workers: int = 1, force: bool = False, progress: bool = True,
@@ -38,7 +41,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
         tasks: task and/or domain names (default: the control domain, or none when a suite is given).
         suite: also every task of this named suite (demo, core; gato/suites.py).
         episodes: episodes per task (the paper uses 50).
-        envs: environments stepped together per task.
+        envs: environments stepped together per task (0: all of its episodes at once, up to
+            64, so no short batch of leftover episodes runs alone at the end).
         out: results folder.
         data: dataset root for prompts and the vision-language sets (default: prompts the checkpoint carries).
         temperature: 0 for greedy continuous action tokens, else their sampling temperature
@@ -65,9 +69,10 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
     from gato.envs import resolve
     from gato.envs.scores import scores_file_id
 
-    if episodes < 1 or envs < 1 or videos < 0 or vl_examples < 0 or workers < 1:
-        raise ValueError(f"episodes, envs and workers must be >= 1, videos and vl_examples >= 0; got {episodes}, "
-                         f"{envs}, {workers}, {videos} and {vl_examples}")
+    if episodes < 1 or envs < 0 or videos < 0 or vl_examples < 0 or workers < 1:
+        raise ValueError(f"episodes and workers must be >= 1, envs, videos and vl_examples >= 0; got {episodes}, "
+                         f"{workers}, {envs}, {videos} and {vl_examples}")
+    envs = envs or min(episodes, MAX_ENVS)
     if data is not None and not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
     check_temperatures(temperature, discrete_temperature)
