@@ -46,6 +46,32 @@ def test_gaussian_targets_reward_nearby_bins_and_reduce_to_one_hot():
     assert torch.allclose(p.sum(-1), torch.ones(2)) and p[0].argmax() == 0 and p[1].argmax() == 1023
 
 
+def test_smoothed_loss_of_mixed_targets_matches_each_row_computed_alone():
+    tm = get_preset("gato-tiny").token_map
+    lo, hi = tm.continuous_range()
+    torch.manual_seed(0)
+    # a text target, two continuous ones, another text target (position 0 is never a target)
+    ids = torch.tensor([[tm.separator, 17, lo + 3, lo + 1000, 42]])
+    kinds = torch.tensor([[int(Kind.SEPARATOR), int(Kind.TEXT), int(Kind.CONTINUOUS_ACTION),
+                           int(Kind.CONTINUOUS_ACTION), int(Kind.TEXT)]], dtype=torch.uint8)
+    mask = torch.tensor([[False, True, True, True, True]])
+    logits = torch.randn(4, tm.size, requires_grad=True)
+    loss, _ = masked_loss(logits, ids, kinds, mask, sigma=2.0, continuous=(lo, hi))
+    loss.backward()
+    ref_logits = logits.detach().clone().requires_grad_()
+    rows = []
+    for i, t in enumerate(ids[0, 1:].tolist()):
+        logp = torch.log_softmax(ref_logits[i], -1)
+        if lo <= t < hi:
+            rows.append(-(gaussian_targets(torch.tensor([t - lo]), hi - lo, 2.0)[0] * logp[lo:hi]).sum())
+        else:
+            rows.append(-logp[t])
+    ref = torch.stack(rows).mean()
+    ref.backward()
+    assert float(loss) == pytest.approx(float(ref), rel=1e-6)
+    assert torch.allclose(logits.grad, ref_logits.grad, atol=1e-7)
+
+
 def test_median_decoding_picks_the_middle_of_the_predicted_mass():
     from gato.agent import GatoAgent
     from gymnasium import spaces
