@@ -9,6 +9,7 @@ optimizer state and the loss stay float32 either way (autocast only lowers the p
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Literal
 
 import torch
@@ -16,7 +17,9 @@ import torch
 Precision = Literal["auto", "bf16", "fp32"]
 
 
+@functools.cache
 def _cpuinfo() -> str:
+    """/proc/cpuinfo, read once a process (every CPU query below parses it)."""
     try:
         return open("/proc/cpuinfo").read()
     except OSError:  # not Linux
