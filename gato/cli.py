@@ -16,6 +16,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("demo",): ("gato.commands.demo:demo", "collect a suite, train gato-tiny on it, evaluate it (about 30 min on CPU)"),
     ("export",): ("gato.commands.train:export", "copy a checkpoint for sharing (weights, config, tokenizer)"),
     ("eval",): ("gato.commands.evaluate:evaluate", "evaluate a checkpoint on tasks: normalised scores per domain"),
+    ("merge",): ("gato.commands.merge:merge", "average two checkpoints of one model (e.g. before and after a round)"),
     ("compare",): ("gato.commands.evaluate:compare", "two evaluations task by task: paired differences, intervals"),
     ("play",): ("gato.commands.evaluate:play", "run one episode with a checkpoint and save its video"),
     ("chat",): ("gato.commands.generate:chat", "continue text with a trained model (one-shot or interactive)"),

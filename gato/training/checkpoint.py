@@ -209,6 +209,20 @@ def load_weights(directory: Path, expected: dict[str, torch.Tensor] | None = Non
     return weights
 
 
+def interpolate(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], weight: float) -> dict[str, torch.Tensor]:
+    """(1 - weight) * a + weight * b, tensor by tensor, computed in float32 and stored in a's dtypes:
+    a point on the line between two checkpoints of one model (WiSE-FT, Wortsman et al. 2022)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight {weight} is outside [0, 1]")
+    if a.keys() != b.keys():
+        raise CheckpointError(f"the checkpoints hold different tensors: only in one: "
+                              f"{', '.join(sorted(a.keys() ^ b.keys()))}")
+    differ = [f"{k} {list(a[k].shape)} vs {list(b[k].shape)}" for k in a if a[k].shape != b[k].shape]
+    if differ:
+        raise CheckpointError("the checkpoints' tensors differ in shape: " + "; ".join(differ))
+    return {k: torch.lerp(a[k].float(), b[k].float(), weight).to(a[k].dtype) for k in a}
+
+
 def weights_shapes(directory: Path) -> dict[str, list[int]]:
     """Each tensor's shape in ``model.safetensors``, read from its header alone (nothing is
     loaded; safetensors checks the header against the file's size)."""
