@@ -106,6 +106,32 @@ def test_a_dagger_round_writes_labelled_shards_trains_and_resumes(tmp_path):
         dagger(base, rounds=3, episodes=2, steps=3, out=tmp_path / "d3", envs=2, progress=False)
 
 
+def test_dagger_keep_starts_each_round_from_its_merge_with_the_start(tmp_path):
+    import torch
+
+    from gato.training import checkpoint as ckpt
+
+    data = tmp_path / "data"
+    collect(("control/pendulum",), episodes=2, test_episodes=0, out=data, progress=False)
+    base = tmp_path / "base"
+    train(out=base, data=str(data), **SMALL)
+    log = dagger(base, rounds=2, episodes=1, steps=3, out=tmp_path / "d", envs=1, progress=False, keep=0.25)
+    merged = [tmp_path / "d" / f"round-{r}-merged" for r in (1, 2)]
+    assert log["rounds"]["2"]["policy"] == str(merged[0]) and log["final"] == str(merged[1])
+    starts = [ckpt.latest_checkpoint(base), merged[0]]
+    for r, start, m in zip((1, 2), starts, merged):
+        trained = ckpt.latest_checkpoint(tmp_path / "d" / f"round-{r}")
+        a, b, got = ckpt.load_weights(start), ckpt.load_weights(trained), ckpt.load_weights(m)
+        assert not all(torch.equal(a[k], b[k]) for k in a)  # the round trained
+        for k in a:
+            torch.testing.assert_close(got[k], 0.25 * a[k] + 0.75 * b[k], rtol=0, atol=1e-6)
+        assert ckpt.load_meta(m)["merged"]["parents"][1]["path"] == str(trained)
+    again = dagger(base, rounds=2, episodes=1, steps=3, out=tmp_path / "d", envs=1, progress=False, keep=0.25)
+    assert again["final"] == log["final"]  # a re-run reuses the merged rounds
+    with pytest.raises(ValueError, match="--keep must be in"):
+        dagger(base, keep=1.0, out=tmp_path / "e", progress=False)
+
+
 def test_dagger_refuses_a_task_it_cannot_label_before_any_rollout(tmp_path):
     data = tmp_path / "data"
     collect(("control/pendulum",), episodes=2, test_episodes=1, out=data, progress=False)

@@ -49,7 +49,7 @@ def test_merge_refuses_other_models_bad_weights_and_existing_outputs(tmp_path):
     with pytest.raises(ValueError, match="are different models"):
         merge(SHIPPED, tmp_path / "wider", out=tmp_path / "x")
     _moved_copy(tmp_path / "tuned")
-    with pytest.raises(ValueError, match=r"weight 1.5 is outside \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"--weight 1.5 is outside \[0, 1\]"):
         merge(SHIPPED, tmp_path / "tuned", out=tmp_path / "x", weight=1.5)
     assert not (tmp_path / "x").exists()
     (tmp_path / "notes").mkdir()

@@ -17,6 +17,7 @@ from gato.prompts import task_prompt
 from gato.training import checkpoint as ckpt
 from gato.training.config import TrainConfig
 from gato.training.loading import checkpoint_folder, load_model, load_tokenizer
+from gato.training.merging import merge_checkpoints
 from gato.training.trainer import run_training
 
 
@@ -24,7 +25,7 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
            steps: int = 300, data: Path | None = None, out: Path = Path("runs/dagger"), envs: int = 8,
            lr: float | None = None, beta: float = 0.0, decode: Literal["auto", "argmax", "median"] = "auto",
            device: str = "auto", max_minutes: float | None = None, progress: bool = True,
-           discrete_temperature: float | None = DISCRETE_TEMPERATURE, first_round: int = 1) -> dict:
+           discrete_temperature: float | None = DISCRETE_TEMPERATURE, first_round: int = 1, keep: float = 0.0) -> dict:
     """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
     task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
 
@@ -57,6 +58,10 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
             aggregate that earlier rounds (another OUT) wrote into DATA: a round's reset seeds,
             shards and expert share follow its number, so round 1 again would find round 1's
             episodes on disk and collect nothing new.
+        keep: the share of each round's starting weights kept in its policy: after training, the
+            next round (and the result) starts from (1 - KEEP) * trained + KEEP * start, written
+            to OUT/round-r-merged (`gato merge`; WiSE-FT). It keeps what the start could do that a
+            round's training forgets (quality.md, rounds 9 and 10). 0: the trained checkpoint.
     """
     from gato.data.datasets import find_tasks
     from gato.envs import resolve
@@ -67,6 +72,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         raise ValueError(f"--first-round must be in [1, --rounds] = [1, {rounds}], got {first_round}")
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"--beta must be in [0, 1) (1 would execute only the expert), got {beta}")
+    if not 0.0 <= keep < 1.0:
+        raise ValueError(f"--keep must be in [0, 1) (1 would discard every round's training), got {keep}")
     check_temperatures(0.0, discrete_temperature)
     device = str(resolve_device(device))
     start = checkpoint_folder(Path(checkpoint))
@@ -86,11 +93,11 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
     out = Path(out)
     with folder_lock(out, "gato dagger"):
         return _rounds(start, base, root, chosen, range(first_round, rounds + 1), episodes, steps, out, envs, lr,
-                       beta, decode, device, max_minutes, progress, discrete_temperature)
+                       beta, decode, device, max_minutes, progress, discrete_temperature, keep)
 
 
 def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, beta, decode, device, max_minutes,
-            progress, discrete_temperature) -> dict:
+            progress, discrete_temperature, keep) -> dict:
     log_path = out / "dagger.json"
     log = read_json(log_path, "DAgger log") if log_path.exists() else {"checkpoint": str(start), "rounds": {}}
     first = log.get("first_round", 1) if log["rounds"] else rounds[0]  # older logs started at round 1
@@ -103,7 +110,7 @@ def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, b
         run_dir = out / f"round-{r}"
         latest = ckpt.latest_checkpoint(run_dir) if run_dir.exists() else None
         if latest is not None and ckpt.load_meta(latest)["step"] >= steps:
-            policy = latest
+            policy = _kept(policy, latest, keep, out / f"round-{r}-merged")
             continue
         model, pmeta = load_model(policy, device)
         text = load_tokenizer(policy)
@@ -120,11 +127,20 @@ def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, b
                                   checkpoint_every=min(base.checkpoint_every, steps))
         run_training(cfg, run_dir, device=device, resume=latest is not None, progress=progress,
                      max_minutes=max_minutes)
-        policy = ckpt.latest_checkpoint(run_dir)
+        policy = _kept(policy, ckpt.latest_checkpoint(run_dir), keep, out / f"round-{r}-merged")
     log["final"] = str(policy)
     write_json(log_path, log)
     print(f"DAgger done: {policy}")
     return log
+
+
+def _kept(start: Path, trained: Path, keep: float, merged: Path) -> Path:
+    """The round's policy: TRAINED itself, or its merge with START (written once, reused on a re-run)."""
+    if not keep:
+        return trained
+    if not (merged / "config.json").is_file():
+        merge_checkpoints(start, trained, merged, 1.0 - keep)
+    return merged
 
 
 def _collect(model, text, chosen, root, r, episodes, envs, how, device, beta, discrete_temperature) -> list[dict]:
