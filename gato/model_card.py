@@ -24,7 +24,10 @@ def model_card(meta: dict, prompted: list[str], results: dict | None = None, lic
              f"{train.get('target_sigma', 0.0)}, start probability {train.get('start_prob', 0.0)}."
              + (f" These steps continued the weights of `{train['init']}` (fine-tuning, a DAgger round or a "
                 "consolidation): the step count is this last run's, not the model's whole training."
-                if train.get("init") else ""), "",
+                if train.get("init") else "")
+             + (f" The weights are then {1 - merged['weight']:g} x `{merged['parents'][0]['path']}` + "
+                f"{merged['weight']:g} x `{merged['parents'][1]['path']}` (`gato merge`: the run's start and its "
+                "result averaged, WiSE-FT)." if (merged := meta.get("merged")) else ""), "",
              f"Tasks ({len(tasks)}): " + (", ".join(f"`{t}`" for t in tasks) or "see config.json") + ".", "",
              "Demonstration prompts for these tasks are in `prompts/` (the end of each task's best "
              "demonstration), so evaluation is prompted as in the paper.", "",
