@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from gato.commands.dagger import dagger
 from gato.dagger import ExpertLabels, check_labelable, round_seeds, seed_round
@@ -17,9 +18,18 @@ from gato.envs import get_task
 from gato.envs.scores import load_scores
 from gato.evaluation.metrics import reference_means
 from gato.rollout import PolicyActor, RandomPolicy, run
+from gato.training import checkpoint as ckpt
 from gato.commands.train import export, train
 
 SMALL = dict(steps=4, batch_size=2, context=64, warmup=1, progress=False, checkpoint_every=4)
+
+
+def _pendulum_run(tmp_path, episodes: int, test_episodes: int):
+    """A data root of pendulum demonstrations and a tiny run trained on it: (data, run)."""
+    data = tmp_path / "data"
+    collect(("control/pendulum",), episodes=episodes, test_episodes=test_episodes, out=data, progress=False)
+    train(out=tmp_path / "base", data=str(data), **SMALL)
+    return data, tmp_path / "base"
 
 
 def test_expert_labels_every_state_the_learner_visits():
@@ -69,10 +79,7 @@ def test_tasks_whose_expert_cannot_label_are_refused_by_name():
 
 
 def test_a_dagger_round_writes_labelled_shards_trains_and_resumes(tmp_path):
-    data = tmp_path / "data"
-    collect(("control/pendulum",), episodes=3, test_episodes=1, out=data, progress=False)
-    base = tmp_path / "base"
-    train(out=base, data=str(data), **SMALL)
+    data, base = _pendulum_run(tmp_path, episodes=3, test_episodes=1)
     log = dagger(base, rounds=2, episodes=2, steps=3, out=tmp_path / "dagger", envs=2, progress=False, beta=0.5)
     ds = TaskDataset(data, "control/pendulum")
     assert len(ds.episodes("dagger")) == 4  # two rounds of two
@@ -107,14 +114,7 @@ def test_a_dagger_round_writes_labelled_shards_trains_and_resumes(tmp_path):
 
 
 def test_dagger_keep_starts_each_round_from_its_merge_with_the_start(tmp_path):
-    import torch
-
-    from gato.training import checkpoint as ckpt
-
-    data = tmp_path / "data"
-    collect(("control/pendulum",), episodes=2, test_episodes=0, out=data, progress=False)
-    base = tmp_path / "base"
-    train(out=base, data=str(data), **SMALL)
+    _, base = _pendulum_run(tmp_path, episodes=2, test_episodes=0)
     log = dagger(base, rounds=2, episodes=1, steps=3, out=tmp_path / "d", envs=1, progress=False, keep=0.25)
     merged = [tmp_path / "d" / f"round-{r}-merged" for r in (1, 2)]
     assert log["rounds"]["2"]["policy"] == str(merged[0]) and log["final"] == str(merged[1])
@@ -133,9 +133,7 @@ def test_dagger_keep_starts_each_round_from_its_merge_with_the_start(tmp_path):
 
 
 def test_dagger_refuses_a_task_it_cannot_label_before_any_rollout(tmp_path):
-    data = tmp_path / "data"
-    collect(("control/pendulum",), episodes=2, test_episodes=1, out=data, progress=False)
-    train(out=tmp_path / "base", data=str(data), **SMALL)
+    data, _ = _pendulum_run(tmp_path, episodes=2, test_episodes=1)
     with pytest.raises(ValueError, match="bipedalwalker"):
         dagger(tmp_path / "base", tasks=("box2d/bipedalwalker",), out=tmp_path / "d", progress=False)
     with pytest.raises(ValueError, match="--beta"):
