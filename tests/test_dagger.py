@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from gato.commands.dagger import dagger
+from gato.commands.dagger import _kept, dagger
 from gato.dagger import ExpertLabels, check_labelable, round_seeds, seed_round
 from gato.commands.data import collect
 from gato.data.storage import TaskDataset
@@ -126,8 +126,14 @@ def test_dagger_keep_starts_each_round_from_its_merge_with_the_start(tmp_path):
         for k in a:
             torch.testing.assert_close(got[k], 0.25 * a[k] + 0.75 * b[k], rtol=0, atol=1e-6)
         assert ckpt.load_meta(m)["merged"]["parents"][1]["path"] == str(trained)
+    stamp = (merged[1] / "config.json").stat().st_mtime_ns
     again = dagger(base, rounds=2, episodes=1, steps=3, out=tmp_path / "d", envs=1, progress=False, keep=0.25)
-    assert again["final"] == log["final"]  # a re-run reuses the merged rounds
+    assert again["final"] == log["final"] and (merged[1] / "config.json").stat().st_mtime_ns == stamp  # reused
+    # A round's newest checkpoint changes (stopped by --max-minutes, then resumed): merged again.
+    first, second = (ckpt.latest_checkpoint(tmp_path / "d" / f"round-{r}") for r in (1, 2))
+    _kept(starts[0], first, 0.25, tmp_path / "m")
+    assert _kept(starts[0], second, 0.25, tmp_path / "m") == tmp_path / "m"
+    assert ckpt.load_meta(tmp_path / "m")["merged"]["parents"][1]["path"] == str(second)
     with pytest.raises(ValueError, match="--keep must be in"):
         dagger(base, keep=1.0, out=tmp_path / "e", progress=False)
 

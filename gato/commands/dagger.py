@@ -135,10 +135,13 @@ def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, b
 
 
 def _kept(start: Path, trained: Path, keep: float, merged: Path) -> Path:
-    """The round's policy: TRAINED itself, or its merge with START (written once, reused on a re-run)."""
+    """The round's policy: TRAINED itself, or its merge with START, reused on a re-run while
+    TRAINED is the same checkpoint (a round stopped by --max-minutes and resumed merges again)."""
     if not keep:
         return trained
-    if not (merged / "config.json").is_file():
+    done = ckpt.load_meta(merged).get("merged", {}) if (merged / "config.json").is_file() else {}
+    parents = done.get("parents") or [{}, {}]
+    if parents[1].get("weights_sha256") != ckpt.weights_sha256(trained):
         merge_checkpoints(start, trained, merged, 1.0 - keep)
     return merged
 
