@@ -53,15 +53,17 @@ def test_export_never_replaces_what_is_not_its_own(tmp_path, pendulum):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    with pytest.raises(ValueError, match="not an exported checkpoint"):
+    with pytest.raises(ValueError, match="exists and is not a checkpoint"):
         export(tmp_path / "run", out=mine)
-    with pytest.raises(ValueError, match="not an exported checkpoint"):
+    with pytest.raises(ValueError, match="exists and is not a checkpoint"):
         export(tmp_path / "run", out=tmp_path / "run")  # the run folder itself
     assert (mine / "notes.txt").read_text() == "keep me" and len(list((tmp_path / "run").glob("step_*"))) == 1
     export(tmp_path / "run", out=tmp_path / "shared")
     with pytest.raises(ValueError, match="--force"):
         export(tmp_path / "run", out=tmp_path / "shared")
     export(tmp_path / "run", out=tmp_path / "shared", force=True)
+    with pytest.raises(ValueError, match="is a checkpoint being exported"):
+        export(tmp_path / "shared", out=tmp_path / "shared", force=True)
 
 
 def test_train_refuses_a_foreign_folder_and_a_second_job(tmp_path, pendulum):

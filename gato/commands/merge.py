@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tyro.conf import Positional
 
-from gato.training.loading import checkpoint_folder
+from gato.training.loading import check_output_folder
 from gato.training.merging import merge_checkpoints
 
 
@@ -26,13 +26,7 @@ def merge(first: Positional[Path], second: Positional[Path], out: Path, weight: 
     out = Path(out)
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"--weight {weight} is outside [0, 1]")
-    if out.exists():
-        if not ((out / "config.json").is_file() and (out / "model.safetensors").is_file()):
-            raise ValueError(f"--out {out} exists and is not a checkpoint: choose a new folder (nothing there is replaced)")
-        if out.resolve() in (checkpoint_folder(first).resolve(), checkpoint_folder(second).resolve()):
-            raise ValueError(f"--out {out} is one of the checkpoints being merged")
-        if not force:
-            raise ValueError(f"--out {out} already holds a checkpoint; pass --force to replace it")
+    check_output_folder(out, [first, second], force, "merged")
     path = merge_checkpoints(first, second, out, weight)
     print(f"merged {first} and {second} (weight {weight} on the second) -> {path}")
     return path

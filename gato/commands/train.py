@@ -13,7 +13,7 @@ from gato.config import ModelConfig
 from gato.training import checkpoint as ckpt
 from gato.training.config import EXECUTION_FIELDS, TOKENIZER_FILE, TRAIN_PRESETS, TrainConfig
 from gato.training.trainer import run_training
-from gato.training.loading import checkpoint_folder, load_tokenizer
+from gato.training.loading import check_output_folder, checkpoint_folder, load_tokenizer
 
 
 def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str | None = None,
@@ -168,15 +168,7 @@ def export(checkpoint: Positional[Path], out: Path, data: Path | None = None, fo
     src = checkpoint_folder(checkpoint)
     meta, text = ckpt.load_meta(src), load_tokenizer(src)
     out = Path(out)
-    if out.exists():
-        is_checkpoint = out.is_dir() and (out / "config.json").exists() and (out / "model.safetensors").exists()
-        if not is_checkpoint:
-            raise ValueError(f"--out {out} exists and is not an exported checkpoint: choose a new folder "
-                             "(nothing there is replaced)")
-        if out.resolve() == src.resolve():
-            raise ValueError(f"--out {out} is the checkpoint being exported")
-        if not force:
-            raise ValueError(f"--out {out} already holds a checkpoint; pass --force to replace it")
+    check_output_folder(out, [src], force, "exported")
     files = {TOKENIZER_FILE: text.to_bytes()}
     data = Path(data) if data is not None else Path(meta.get("train", {}).get("data", ""))
     prompted: list[str] = []

@@ -25,6 +25,20 @@ def checkpoint_folder(path: Path) -> Path:
     return path
 
 
+def check_output_folder(out: Path, sources: list[Path], force: bool, verb: str) -> None:
+    """Refuse an --out that would lose something: a folder that is not a checkpoint, a checkpoint
+    being read (`verb`: what is done to it), or an existing checkpoint without --force."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not (out.is_dir() and (out / "config.json").is_file() and (out / "model.safetensors").is_file()):
+        raise ValueError(f"--out {out} exists and is not a checkpoint: choose a new folder (nothing there is replaced)")
+    if out.resolve() in {checkpoint_folder(s).resolve() for s in sources}:
+        raise ValueError(f"--out {out} is a checkpoint being {verb}")
+    if not force:
+        raise ValueError(f"--out {out} already holds a checkpoint; pass --force to replace it")
+
+
 def load_model(path: Path, device: str = "cpu") -> tuple[Gato, dict]:
     """A trained model in eval mode and its checkpoint meta (config, token map, tokenizer).
 
