@@ -12,6 +12,7 @@ The KV cache is passed in and returned, never stored on the module.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -95,6 +96,20 @@ class KVCache:
         if self.length <= max_len:
             return self
         return self._copy(self.length - max_len, self.capacity)
+
+
+@contextlib.contextmanager
+def _without_onednn():
+    """oneDNN off for a one-token step. Its GELU of one row's 1024 values costs about 10 us of
+    fixed overhead where PyTorch's own vectorised kernel takes 2 (the kernel the batched forward
+    already uses: a chunked, non-contiguous input never goes to oneDNN). float32 products take
+    the same path either way. Only the one flag changes, and it is restored (docs/benchmarks.md)."""
+    on = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        yield
+    finally:
+        torch._C._set_mkldnn_enabled(on)
 
 
 def rope(pos: torch.Tensor, head_dim: int, base: float) -> torch.Tensor:
@@ -307,6 +322,10 @@ class Gato(nn.Module):
         no module calls, no masks when every slot is real, rotations read from a table (exactly
         `rope`'s values), keys and values written in place. tests/test_model.py checks it against
         `forward` logit for logit."""
+        with _without_onednn():
+            return self._step(ids, cache, vocab)
+
+    def _step(self, ids: torch.Tensor, cache: KVCache, vocab: tuple[int, int]) -> tuple[torch.Tensor, KVCache]:
         B, n = ids.shape[0], cache.length
         if n + 1 > cache.capacity:
             cache = cache.reserve(1)
