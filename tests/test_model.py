@@ -182,6 +182,24 @@ def test_one_token_step_equals_the_general_forward(masked):
     assert torch.equal(fast.valid, ref.valid) and torch.equal(fast.keys[-1], ref.keys[-1])
 
 
+def test_one_token_step_leaves_onednn_as_it_found_it():
+    """The step runs with oneDNN off (its one-row GELU costs more than PyTorch's own kernel) and
+    restores the process-wide flag afterwards, also when the step fails."""
+    m, b = small_model(SMALL), make_batch(steps=2)
+    with torch.no_grad():
+        _, cache = m(**b, use_cache=True)
+        for enabled in (True, False):
+            torch._C._set_mkldnn_enabled(enabled)
+            try:
+                m.step(torch.tensor([11, 12]), cache, vocab=(10, 300))
+                assert torch._C._get_mkldnn_enabled() is enabled
+                with pytest.raises(IndexError):
+                    m.step(torch.tensor([10**9, 12]), cache, vocab=(10, 300))  # an id past the vocabulary
+                assert torch._C._get_mkldnn_enabled() is enabled
+            finally:
+                torch._C._set_mkldnn_enabled(True)
+
+
 def test_cache_is_written_in_place_and_grows_when_full():
     """Decoding writes each token's keys into the preallocated buffers (no copy of the cache per
     step); past the capacity the buffers grow, and every logit still equals the full forward."""
