@@ -103,7 +103,7 @@ def _without_onednn():
     """oneDNN off for a one-token step. Its GELU of one row's 1024 values costs about 10 us of
     fixed overhead where PyTorch's own vectorised kernel takes 2: the kernel every forward of
     several tokens or rows already uses (their chunked gate is not contiguous, so never goes to
-    oneDNN), so a one-row step now matches a recomputed window more closely, not less. float32
+    oneDNN), so a one-row step now computes GELU as a recomputed window does. float32
     products take the same path either way. Only the one flag changes, and it is restored
     (docs/benchmarks.md)."""
     on = torch._C._get_mkldnn_enabled()
