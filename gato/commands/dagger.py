@@ -139,7 +139,7 @@ def _kept(start: Path, trained: Path, keep: float, merged: Path) -> Path:
     TRAINED is the same checkpoint (a round stopped by --max-minutes and resumed merges again)."""
     if not keep:
         return trained
-    done = ckpt.load_meta(merged).get("merged", {}) if (merged / "config.json").is_file() else {}
+    done = ckpt.load_meta(merged).get("merged", {}) if ckpt.is_checkpoint(merged) else {}
     parents = done.get("parents") or [{}, {}]
     if parents[1].get("weights_sha256") != ckpt.weights_sha256(trained):
         merge_checkpoints(start, trained, merged, 1.0 - keep)

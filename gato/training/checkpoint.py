@@ -251,6 +251,12 @@ def load_state(directory: Path) -> dict:
         raise CheckpointError(f"{Path(directory) / _STATE_JSON}: corrupt state skeleton: {e}") from e
 
 
+def is_checkpoint(path: Path) -> bool:
+    """Whether `path` is a complete checkpoint folder (its config and weights are there)."""
+    path = Path(path)
+    return (path / _CONFIG).is_file() and (path / _WEIGHTS).is_file()
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """Newest complete ``step_<digits>`` folder in ``run_dir``, or None (temp/incomplete ones skipped)."""
     run_dir = Path(run_dir)
@@ -259,7 +265,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     found = [
         (int(m.group(1)), p)
         for p in run_dir.iterdir()
-        if (m := _STEP_RE.fullmatch(p.name)) and (p / _CONFIG).is_file() and (p / _WEIGHTS).is_file()
+        if (m := _STEP_RE.fullmatch(p.name)) and is_checkpoint(p)
     ]
     return max(found)[1] if found else None
 

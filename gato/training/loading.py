@@ -31,7 +31,7 @@ def check_output_folder(out: Path, sources: list[Path], force: bool, verb: str) 
     out = Path(out)
     if not out.exists():
         return
-    if not (out.is_dir() and (out / "config.json").is_file() and (out / "model.safetensors").is_file()):
+    if not ckpt.is_checkpoint(out):
         raise ValueError(f"--out {out} exists and is not a checkpoint: choose a new folder (nothing there is replaced)")
     if out.resolve() in {checkpoint_folder(s).resolve() for s in sources}:
         raise ValueError(f"--out {out} is a checkpoint being {verb}")
