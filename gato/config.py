@@ -77,6 +77,10 @@ PRESETS: dict[str, ModelConfig] = {
                              head_dim=32, ff_size=512, mlp_hidden=384, patch_channels=32, dropout=0.0),
     "gato-tiny": ModelConfig("gato-tiny", text_vocab=4096, num_layers=4, width=192, num_heads=6,
                              head_dim=32, ff_size=768, mlp_hidden=512, patch_channels=32, dropout=0.0),
+    # gato-tiny's width at 6 layers (4.1M): what a trained gato-tiny grows into (`--init` it,
+    # gato/training/growing.py) when its 4 layers no longer hold every task.
+    "gato-tiny-deep": ModelConfig("gato-tiny-deep", text_vocab=4096, num_layers=6, width=192, num_heads=6,
+                                  head_dim=32, ff_size=768, mlp_hidden=512, patch_channels=32, dropout=0.0),
     "gato-small": ModelConfig("gato-small", text_vocab=4096, num_layers=6, width=384, num_heads=12,
                               head_dim=32, ff_size=1536, mlp_hidden=1024, patch_channels=64, dropout=0.0),
     "gato-79m": ModelConfig("gato-79m", num_layers=8, width=768, num_heads=24, head_dim=32,

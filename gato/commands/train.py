@@ -41,7 +41,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
     Args:
         out: run folder (config.json, step_XXXXXXXX/ checkpoints, tb/ logs).
         recipe: training preset: tiny (minutes on CPU) or paper (the paper's schedule).
-        preset: model preset (gato-tiny, gato-79m, gato-364m, gato-1.18b); default: the recipe's.
+        preset: model preset (`gato presets`: gato-tiny, gato-tiny-deep, gato-79m, ...); default: the recipe's.
         steps: total optimizer steps.
         batch_size: sequences per step, over all ranks (the global batch).
         lr: peak learning rate.
@@ -63,8 +63,9 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         loader_workers: data loader processes building the next batches (0: in the training process).
         precision: bf16 (autocast), fp32, or auto: bf16 on CUDA and on CPUs with bf16 matrix units
             (AMX / AVX-512 BF16), fp32 elsewhere. May change on resume.
-        init: start from this checkpoint's weights (same model shape and tokenizer); the optimizer
-            and schedule start fresh.
+        init: start from this checkpoint's weights (same model shape and tokenizer, or fewer layers
+            of the same width: they grow into the preset, docs/design.md); the optimizer and
+            schedule start fresh.
         start_prob: share of control windows that open at an episode's start, as acting does.
         task_balance: 0: every task the same rows; 1: the same action tokens (docs/quality.md).
         target_sigma: > 0: continuous action targets are Gaussian histograms this many bins wide.

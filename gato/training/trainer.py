@@ -32,6 +32,7 @@ from gato.training import distributed, precision
 from gato.training.distributed import LARGE_PRESETS, Dist
 from gato.training.loss import masked_loss, target_mask
 from gato.training.config import EXECUTION_FIELDS, TOKENIZER_FILE, TrainConfig, build_mixture
+from gato.training.growing import expansion, grow_depth
 from gato.training.loading import checkpoint_folder
 from gato.training.schedule import lr_at
 
@@ -74,17 +75,29 @@ class Trainer:
         self.step = 0
 
     def _init_from(self, path: Path) -> None:
-        """Weights of another checkpoint, which must have this model's shape and tokenizer."""
+        """Weights of another checkpoint, which must have this model's shape and tokenizer, or the
+        same but fewer layers: then it grows into this one and computes what it did (growing.py)."""
         path = checkpoint_folder(path)
         meta = ckpt.load_meta(path)
-        theirs = {k: v for k, v in meta["model"].items() if k not in ("context", "dropout")}
-        mine = {k: v for k, v in self.model_cfg.to_dict().items() if k not in ("context", "dropout")}
-        if theirs != mine:
-            raise ValueError(f"--init {path}: its model differs from {self.model_cfg.name}: {_diff(theirs, mine)}")
+        ignored = ("name", "context", "dropout")
+        theirs = {k: v for k, v in meta["model"].items() if k not in ignored}
+        mine = {k: v for k, v in self.model_cfg.to_dict().items() if k not in ignored}
+        have, want = theirs.get("num_layers"), mine["num_layers"]
+        shallower = isinstance(have, int) and 1 <= have < want and {**theirs, "num_layers": want} == mine
+        if theirs != mine and not shallower:
+            raise ValueError(f"--init {path}: its model differs from {self.model_cfg.name}: {_diff(theirs, mine)}"
+                             " (only the number of layers may be smaller)")
         if meta.get("tokenizer", {}).get("sha256") != self.text.sha256:
             raise ValueError(f"--init {path}: trained with tokenizer {meta.get('tokenizer')}, not "
                              f"{self.text.source} (sha256 {self.text.sha256})")
-        ckpt.load_model_weights(self.model, path)
+        if not shallower:
+            ckpt.load_model_weights(self.model, path)
+            return
+        weights = grow_depth(ckpt.load_weights(path), have, want)
+        self.model.load_state_dict(weights, strict=True)
+        if self.dist.main:
+            print(f"--init {path}: its {have} layers grown to {want} (blocks {expansion(have, want)}; each copy "
+                  "starts with its output projections at zero, so the model computes what it did)")
 
     # ------------------------------------------------------------------ state
     def facts(self) -> dict:
