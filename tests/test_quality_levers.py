@@ -115,6 +115,30 @@ def test_task_balance_moves_rows_towards_action_poor_tasks():
         mixture_weights(2, 1, 0.2, [1.0, 1.0], 1.5)
 
 
+def test_task_weights_give_a_lagging_task_more_rows(tmp_path):
+    from gato.commands.data import collect
+    from gato.tokenization.text import TextTokenizer
+    from gato.training.config import build_mixture
+
+    assert mixture_weights(2, 1, 0.2, [1.0, 1.0], 0.0, [3.0, 1.0]) == pytest.approx([0.6, 0.2, 0.2])
+    collect(("control/cartpole", "control/acrobot"), episodes=1, test_episodes=0, out=tmp_path, progress=False)
+    model_cfg, text = get_preset("gato-tiny", context=64), TextTokenizer.default()
+
+    def share(weights):
+        cfg = TrainConfig(data=str(tmp_path), task_weights=weights, min_return=0.0)
+        mix = build_mixture(cfg, model_cfg, text, 64)
+        return dict(zip([s.name for s in mix.sources], mix.weights))
+
+    plain, up = share(()), share(("control/acrobot=4",))
+    assert plain["control/acrobot"] == pytest.approx(plain["control/cartpole"])
+    assert up["control/acrobot"] == pytest.approx(4 * up["control/cartpole"])
+    with pytest.raises(ValueError, match="control/nosuch"):
+        share(("control/nosuch=2",))
+    for bad in ("control/acrobot", "control/acrobot=0", "control/acrobot=inf", "=2", "control/acrobot=x"):
+        with pytest.raises(ValueError, match="TASK=FACTOR"):
+            TrainConfig(task_weights=(bad,))
+
+
 def test_precision_resolution_and_a_bf16_training_step():
     assert precision.resolve("fp32", "cpu") == "fp32"
     assert precision.resolve("auto", "cpu") == ("bf16" if precision.cpu_has_bf16() else "fp32")

@@ -15,7 +15,7 @@ from gato.evaluation.evaluate import DISCRETE_TEMPERATURE, check_temperatures, r
 from gato.io import folder_lock, read_json, write_json
 from gato.prompts import task_prompt
 from gato.training import checkpoint as ckpt
-from gato.training.config import TrainConfig
+from gato.training.config import TrainConfig, parse_task_weights
 from gato.training.loading import checkpoint_folder, load_model, load_tokenizer
 from gato.training.merging import merge_checkpoints
 from gato.training.trainer import run_training
@@ -25,7 +25,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
            steps: int = 300, data: Path | None = None, out: Path = Path("runs/dagger"), envs: int = 8,
            lr: float | None = None, beta: float = 0.0, decode: Literal["auto", "argmax", "median"] = "auto",
            device: str = "auto", max_minutes: float | None = None, progress: bool = True,
-           discrete_temperature: float | None = DISCRETE_TEMPERATURE, first_round: int = 1, keep: float = 0.0) -> dict:
+           discrete_temperature: float | None = DISCRETE_TEMPERATURE, first_round: int = 1, keep: float = 0.0,
+           task_weights: tuple[str, ...] | None = None) -> dict:
     """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
     task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
 
@@ -62,6 +63,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
             next round (and the result) starts from (1 - KEEP) * trained + KEEP * start, written
             to OUT/round-r-merged (`gato merge`; WiSE-FT). It keeps what the start could do that a
             round's training forgets (quality.md, rounds 9 and 10). 0: the trained checkpoint.
+        task_weights: TASK=FACTOR entries that multiply a task's share of the rounds' training
+            rows (default: the checkpoint's own), to train the tasks that lag more.
     """
     from gato.data.datasets import find_tasks
     from gato.envs import resolve
@@ -79,6 +82,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
     start = checkpoint_folder(Path(checkpoint))
     meta = ckpt.load_meta(start)
     base = TrainConfig.from_dict(meta["train"])
+    if task_weights is not None:
+        base = dataclasses.replace(base, task_weights=tuple(task_weights))  # checked here, before any rollout
     root = Path(data) if data is not None else Path(base.data)
     if not root.is_dir():
         raise ValueError(f"dataset root {root} does not exist: pass --data (the folder the checkpoint was "
@@ -90,6 +95,10 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
     missing = [t.name for t in chosen if t.name not in on_disk]
     if missing:
         raise ValueError(f"no demonstrations of {', '.join(missing)} under {root} (collect them first)")
+    trained = set(base.tasks) or on_disk
+    unknown = sorted(set(parse_task_weights(base.task_weights)) - trained)
+    if unknown:
+        raise ValueError(f"--task-weights name {', '.join(unknown)}, which the rounds do not train on")
     out = Path(out)
     with folder_lock(out, "gato dagger"):
         return _rounds(start, base, root, chosen, range(first_round, rounds + 1), episodes, steps, out, envs, lr,

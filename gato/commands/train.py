@@ -26,6 +26,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           activation_checkpointing: Literal["auto", "on", "off"] | None = None, compile: bool | None = None,
           loader_workers: int | None = None, precision: Literal["auto", "bf16", "fp32"] | None = None,
           init: str | None = None, start_prob: float | None = None, task_balance: float | None = None,
+          task_weights: tuple[str, ...] | None = None,
           target_sigma: float | None = None, min_return: float | None = None, prompt_prob: float | None = None,
           weight_decay: float | None = None, keep_checkpoints: int | None = None, max_episodes: int | None = None,
           final_lr_ratio: float | None = None, betas: tuple[float, float] | None = None, eps: float | None = None,
@@ -68,6 +69,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
             schedule start fresh.
         start_prob: share of control windows that open at an episode's start, as acting does.
         task_balance: 0: every task the same rows; 1: the same action tokens (docs/quality.md).
+        task_weights: TASK=FACTOR entries that multiply a task's share of the control rows
+            (more rows for a task that lags; docs/quality.md).
         target_sigma: > 0: continuous action targets are Gaussian histograms this many bins wide.
         min_return: keep demonstrations with at least this fraction of the expert's return.
         prompt_prob: share of control windows prepended with a demonstration prompt.

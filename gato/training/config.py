@@ -13,6 +13,22 @@ from gato.data.sampling import Mixture
 from gato.tokenization.text import TextTokenizer
 
 
+def parse_task_weights(entries: tuple[str, ...]) -> dict[str, float]:
+    """{task: factor} from "TASK=FACTOR" entries (factor finite and > 0, each task once)."""
+    out: dict[str, float] = {}
+    for e in entries:
+        task, sep, value = e.rpartition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = float("nan")
+        if not sep or not task or not (np.isfinite(factor) and factor > 0) or task in out:
+            raise ValueError(f"task_weights entry {e!r} must be TASK=FACTOR with a finite FACTOR > 0, "
+                             "each task once (say babyai/PickupDist=3)")
+        out[task] = factor
+    return out
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     preset: str = "gato-tiny"
@@ -34,6 +50,7 @@ class TrainConfig:
     prompt_prob: float = 0.25
     start_prob: float = 0.0  # share of control windows that open at an episode's start (as acting does)
     task_balance: float = 0.0  # 0: equal rows per task; 1: equal action tokens per task (docs/quality.md)
+    task_weights: tuple[str, ...] = ()  # "TASK=FACTOR": multiply a lagging task's share of control rows
     target_sigma: float = 0.0  # > 0: continuous action targets are Gaussian histograms of this many bins
     init: str = ""  # start from this checkpoint's weights (fine-tuning, DAgger rounds); optimizer fresh
     prompt_tokens: int = 0  # 0: a quarter of the context
@@ -71,6 +88,7 @@ class TrainConfig:
         if self.target_sigma < 0 or self.lr <= 0 or self.warmup < 0 or self.context < 0:
             raise ValueError(f"target_sigma, warmup and context must be >= 0 and lr > 0, got "
                              f"{self.target_sigma}, {self.warmup}, {self.context} and {self.lr}")
+        parse_task_weights(self.task_weights)
         if self.grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
         if self.loader_workers < 0:
@@ -126,21 +144,30 @@ def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer,
     if not control and not vl:
         raise ValueError(f"no task datasets or vision-language sets under {root} (make them with `gato collect`)")
     tokens_per_action = [s.tokens_per_action() for s in control]
+    factors = parse_task_weights(cfg.task_weights)
+    unknown = sorted(set(factors) - {s.name for s in control})
+    if unknown:
+        raise ValueError(f"task_weights name {', '.join(unknown)}, which the mixture does not train on")
     return Mixture(control + vl, tm, seed=cfg.seed,
-                   weights=mixture_weights(len(control), len(vl), cfg.vl_weight, tokens_per_action, cfg.task_balance))
+                   weights=mixture_weights(len(control), len(vl), cfg.vl_weight, tokens_per_action, cfg.task_balance,
+                                           [factors.get(s.name, 1.0) for s in control]))
+
 
 
 def mixture_weights(n_control: int, n_vl: int, vl_weight: float, tokens_per_action: list[float] | None = None,
-                    balance: float = 0.0) -> list[float]:
+                    balance: float = 0.0, factors: list[float] | None = None) -> list[float]:
     """Control sources share 1 - vl_weight, vision-language sources vl_weight (all of it goes to
     whichever kind is the only one present). Within control, task t gets a share proportional to
     tokens_per_action[t] ** balance: 0 gives every task the same rows, 1 the same action tokens
-    (a task with 150-token observations and one action then gets 25x the rows of one with 5)."""
+    (a task with 150-token observations and one action then gets 25x the rows of one with 5);
+    `factors` multiply those shares before they are normalised (`task_weights`)."""
     if not 0 <= vl_weight <= 1:
         raise ValueError(f"vl_weight must be in [0, 1], got {vl_weight}")
     if not 0 <= balance <= 1:
         raise ValueError(f"task_balance must be in [0, 1], got {balance}")
     share = np.asarray(tokens_per_action if tokens_per_action is not None else [1.0] * n_control, float) ** balance
+    if factors is not None:
+        share = share * np.asarray(factors, float)
     share = share / share.sum() if n_control else share
     if not n_control or not n_vl:
         return list(share) + [1.0 / max(n_vl, 1)] * n_vl if n_control else [1.0] * n_vl
