@@ -115,7 +115,10 @@ def test_a_dagger_round_writes_labelled_shards_trains_and_resumes(tmp_path):
 
 def test_dagger_keep_starts_each_round_from_its_merge_with_the_start(tmp_path):
     _, base = _pendulum_run(tmp_path, episodes=2, test_episodes=0)
-    log = dagger(base, rounds=2, episodes=1, steps=3, out=tmp_path / "d", envs=1, progress=False, keep=0.25)
+    log = dagger(base, rounds=2, episodes=1, steps=3, out=tmp_path / "d", envs=1, progress=False, keep=0.25,
+                 task_weights=("control/pendulum=2",))
+    assert ckpt.load_meta(ckpt.latest_checkpoint(tmp_path / "d" / "round-1"))["train"]["task_weights"] == \
+        ["control/pendulum=2"]  # the rounds train with the weights given, saved with each checkpoint
     merged = [tmp_path / "d" / f"round-{r}-merged" for r in (1, 2)]
     assert log["rounds"]["2"]["policy"] == str(merged[0]) and log["final"] == str(merged[1])
     starts = [ckpt.latest_checkpoint(base), merged[0]]
@@ -146,6 +149,8 @@ def test_dagger_refuses_a_task_it_cannot_label_before_any_rollout(tmp_path):
         dagger(tmp_path / "base", beta=1.0, out=tmp_path / "d", progress=False)
     with pytest.raises(ValueError, match="--first-round"):
         dagger(tmp_path / "base", rounds=2, first_round=3, out=tmp_path / "d", progress=False)
+    with pytest.raises(ValueError, match="--task-weights name control/cartpole"):
+        dagger(tmp_path / "base", task_weights=("control/cartpole=2",), out=tmp_path / "d", progress=False)
     assert not (data / "control" / "pendulum" / "dagger").exists()
 
 
