@@ -230,12 +230,13 @@ def test_finetune_learns_a_new_task_from_a_pretrained_checkpoint_and_resumes(tmp
 
     data = tmp_path / "data"
     collect(("control/cartpole",), episodes=2, test_episodes=1, out=data, progress=False)
-    train(out=tmp_path / "pre", data=str(data), **SMALL)
+    train(out=tmp_path / "pre", data=str(data), task_weights=("control/cartpole=2",), **SMALL)
     r = finetune(tmp_path / "pre", task="control/acrobot", episodes=2, steps=3, out=tmp_path / "ft", eval_episodes=1,
                  progress=False)
     assert r["checkpoint"].endswith("step_00000003") and r["normalized"] is not None
     cfg = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())["train"]
     assert cfg["tasks"] == ["control/acrobot"] and cfg["max_episodes"] == 2 and cfg["init"].endswith("step_00000004")
+    assert cfg["task_weights"] == []  # the pretrained mixture's weights name tasks it no longer trains on
     again = finetune(tmp_path / "pre", task="control/acrobot", episodes=2, steps=3, out=tmp_path / "ft",
                      eval_episodes=0, progress=False)
     assert again["checkpoint"] == r["checkpoint"]  # finished: nothing is retrained

@@ -95,10 +95,11 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
     missing = [t.name for t in chosen if t.name not in on_disk]
     if missing:
         raise ValueError(f"no demonstrations of {', '.join(missing)} under {root} (collect them first)")
-    trained = set(base.tasks) or on_disk
+    trained = {t.name for t in chosen} if base.tasks else on_disk  # the rounds' mixture (below)
     unknown = sorted(set(parse_task_weights(base.task_weights)) - trained)
     if unknown:
-        raise ValueError(f"--task-weights name {', '.join(unknown)}, which the rounds do not train on")
+        raise ValueError(f"--task-weights name {', '.join(unknown)}, which the rounds do not train on (pass "
+                         "--task-weights to replace the checkpoint's)")
     out = Path(out)
     with folder_lock(out, "gato dagger"):
         return _rounds(start, base, root, chosen, range(first_round, rounds + 1), episodes, steps, out, envs, lr,
