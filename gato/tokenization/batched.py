@@ -14,7 +14,7 @@ from gymnasium import spaces
 
 from gato.tokenization import continuous, images
 from gato.tokenization.spaces import (NO_PATCH_POS, NO_PATCHES, OBSERVATION, Tokens, box_values, continuous_transform,
-                                      decode, int_box_span, is_image_space, is_integer_box, token_ranges)
+                                      decode, dict_keys, int_box_span, is_image_space, is_integer_box, token_ranges)
 from gato.tokenization.vocab import Kind, TokenMap
 
 
@@ -125,7 +125,7 @@ def _(space: spaces.Box, xs, tm, role):
 
 @_encode_batch.register
 def _(space: spaces.Dict, xs, tm, role):
-    keys = sorted(space.spaces)
+    keys = dict_keys(space)
     if not all(isinstance(x, Mapping) and len(x) == len(keys) and all(k in x for k in keys) for x in xs):
         raise _PerRow
     return BatchTokens.concat([_encode_batch(space.spaces[k], [x[k] for x in xs], tm, role) for k in keys])
@@ -182,7 +182,7 @@ def _rows(arr: np.ndarray) -> list[np.ndarray]:
 @_decode_batch.register
 def _(space: spaces.Dict, ids, tm):
     parts, i = {}, 0
-    for k in sorted(space.spaces):
+    for k in dict_keys(space):
         n = len(token_ranges(space.spaces[k], tm))
         parts[k] = _decode_batch(space.spaces[k], ids[:, i:i + n], tm)
         i += n

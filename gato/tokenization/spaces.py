@@ -100,10 +100,16 @@ def continuous_transform(space: spaces.Box, role: str) -> tuple[np.ndarray, np.n
     return compand, offset, scale
 
 
+def dict_keys(space: spaces.Dict) -> list:
+    """A Dict's keys in token order: lexicographic (the paper's "ordered lexicographically by
+    key"). Every encoder and decoder of a Dict asks here, so the order is defined once."""
+    return sorted(space.spaces)
+
+
 def leaves(space: spaces.Space, path: tuple = ()) -> list[tuple[tuple, spaces.Space]]:
-    """(path, leaf space) in token order: Dict keys sorted, Tuple items in order."""
+    """(path, leaf space) in token order: Dict keys as `dict_keys`, Tuple items in order."""
     if isinstance(space, spaces.Dict):
-        return [x for k in sorted(space.spaces) for x in leaves(space.spaces[k], path + (k,))]
+        return [x for k in dict_keys(space) for x in leaves(space.spaces[k], path + (k,))]
     if isinstance(space, spaces.Tuple):
         return [x for i, s in enumerate(space.spaces) for x in leaves(s, path + (i,))]
     return [(path, space)]
@@ -249,7 +255,7 @@ def _(space: spaces.Dict, x, tm, role, text, name) -> Tokens:
         raise ValueError(f"{name}: keys do not match the space: missing {sorted(missing)}, "
                          f"unexpected {sorted(extra)}")
     return Tokens.concat([_encode(space.spaces[k], x[k], tm, role, text, f"{name}[{k!r}]")
-                          for k in sorted(space.spaces)])
+                          for k in dict_keys(space)])
 
 
 @_encode.register
@@ -318,7 +324,7 @@ def _(space: spaces.Box, tm):
 
 @_token_ranges.register
 def _(space: spaces.Dict, tm):
-    return [r for k in sorted(space.spaces) for r in _token_ranges(space.spaces[k], tm)]
+    return [r for k in dict_keys(space) for r in _token_ranges(space.spaces[k], tm)]
 
 
 @_token_ranges.register
@@ -382,7 +388,7 @@ def box_values(space: spaces.Box, ids: np.ndarray, tm: TokenMap) -> np.ndarray:
 @_decode.register
 def _(space: spaces.Dict, ids, tm):
     out, i = {}, 0
-    for k in sorted(space.spaces):
+    for k in dict_keys(space):
         n = len(token_ranges(space.spaces[k], tm))
         out[k] = _decode(space.spaces[k], ids[i:i + n], tm)
         i += n
