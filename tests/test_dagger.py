@@ -237,6 +237,9 @@ def test_finetune_learns_a_new_task_from_a_pretrained_checkpoint_and_resumes(tmp
     cfg = json.loads((tmp_path / "ft" / "model" / "config.json").read_text())["train"]
     assert cfg["tasks"] == ["control/acrobot"] and cfg["max_episodes"] == 2 and cfg["init"].endswith("step_00000004")
     assert cfg["task_weights"] == []  # the pretrained mixture's weights name tasks it no longer trains on
+    d = dagger(tmp_path / "pre", data=tmp_path / "ft" / "data", rounds=1, episodes=1, steps=1, envs=1,
+               out=tmp_path / "d", progress=False)  # the same for DAgger on a root without cartpole
+    assert ckpt.load_meta(d["final"])["train"]["task_weights"] == []
     again = finetune(tmp_path / "pre", task="control/acrobot", episodes=2, steps=3, out=tmp_path / "ft",
                      eval_episodes=0, progress=False)
     assert again["checkpoint"] == r["checkpoint"]  # finished: nothing is retrained

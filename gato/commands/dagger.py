@@ -64,7 +64,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
             to OUT/round-r-merged (`gato merge`; WiSE-FT). It keeps what the start could do that a
             round's training forgets (quality.md, rounds 9 and 10). 0: the trained checkpoint.
         task_weights: TASK=FACTOR entries that multiply a task's share of the rounds' training
-            rows (default: the checkpoint's own), to train the tasks that lag more.
+            rows, to train the tasks that lag more (default: the checkpoint's own, for the tasks
+            the rounds train on).
     """
     from gato.data.datasets import find_tasks
     from gato.envs import resolve
@@ -82,8 +83,6 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
     start = checkpoint_folder(Path(checkpoint))
     meta = ckpt.load_meta(start)
     base = TrainConfig.from_dict(meta["train"])
-    if task_weights is not None:
-        base = dataclasses.replace(base, task_weights=tuple(task_weights))  # checked here, before any rollout
     root = Path(data) if data is not None else Path(base.data)
     if not root.is_dir():
         raise ValueError(f"dataset root {root} does not exist: pass --data (the folder the checkpoint was "
@@ -96,10 +95,14 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
     if missing:
         raise ValueError(f"no demonstrations of {', '.join(missing)} under {root} (collect them first)")
     trained = {t.name for t in chosen} if base.tasks else on_disk  # the rounds' mixture (below)
-    unknown = sorted(set(parse_task_weights(base.task_weights)) - trained)
-    if unknown:
-        raise ValueError(f"--task-weights name {', '.join(unknown)}, which the rounds do not train on (pass "
-                         "--task-weights to replace the checkpoint's)")
+    if task_weights is not None:  # given: checked here, before any rollout
+        unknown = sorted(set(parse_task_weights(tuple(task_weights))) - trained)
+        if unknown:
+            raise ValueError(f"--task-weights name {', '.join(unknown)}, which the rounds do not train on")
+        base = dataclasses.replace(base, task_weights=tuple(task_weights))
+    else:  # the checkpoint's own, for the tasks these rounds still train on
+        base = dataclasses.replace(base, task_weights=tuple(
+            e for e in base.task_weights if e.rpartition("=")[0] in trained))
     out = Path(out)
     with folder_lock(out, "gato dagger"):
         return _rounds(start, base, root, chosen, range(first_round, rounds + 1), episodes, steps, out, envs, lr,
