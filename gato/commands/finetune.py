@@ -61,8 +61,7 @@ def finetune(checkpoint: Positional[Path], task: str, episodes: int = 10, steps:
             collect((task,), episodes=episodes, out=root, noise=noise, progress=progress)
         cfg = dataclasses.replace(base, init="" if scratch else str(src), data=str(root), tasks=(task,), vl_sets=(),
                                   task_weights=(), vl_weight=0.0, steps=steps, warmup=min(base.warmup, steps // 10),
-                                  lr=lr,
-                                  batch_size=batch_size or base.batch_size, max_episodes=episodes,
+                                  lr=lr, batch_size=batch_size or base.batch_size, max_episodes=episodes,
                                   checkpoint_every=min(base.checkpoint_every, steps))
         model_dir = out / "model"
         latest = ckpt.latest_checkpoint(model_dir) if model_dir.exists() else None
