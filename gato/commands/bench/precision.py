@@ -41,7 +41,9 @@ def bench_precision(checkpoint: Positional[Path] = SHIPPED, data: Path = Path("d
     dev = resolve_device(device)
     model, meta, text = load_checkpoint(checkpoint, str(dev))
     T = model.cfg.context
-    cfg = dataclasses.replace(TrainConfig.from_dict(meta["train"]), data=str(data), vl_weight=0.0, init="")
+    # the checkpoint's recipe on DATA; its task weights may name tasks DATA does not hold
+    cfg = dataclasses.replace(TrainConfig.from_dict(meta["train"]), data=str(data), vl_weight=0.0, init="",
+                              task_weights=())
     mixture = build_mixture(cfg, model.cfg, text, T)
     same = {"discrete": [0, 0], "continuous": [0, 0]}
     bins, seconds = [], {"fp32": 0.0, "bf16": 0.0}
