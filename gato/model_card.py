@@ -21,7 +21,9 @@ def model_card(meta: dict, prompted: list[str], results: dict | None = None, lic
              "## Training", "",
              f"Recipe fields (config.json holds them all): {train.get('steps')} steps of {train.get('batch_size')} "
              f"sequences, peak learning rate {train.get('lr')}, data `{train.get('data')}`, target sigma "
-             f"{train.get('target_sigma', 0.0)}, start probability {train.get('start_prob', 0.0)}."
+             f"{train.get('target_sigma', 0.0)}, start probability {train.get('start_prob', 0.0)}"
+             + (f", more rows for {', '.join(f'`{w}`' for w in weights)} (task weights)."
+                if (weights := train.get("task_weights")) else ".")
              + (f" These steps continued the weights of `{train['init']}` (fine-tuning, a DAgger round or a "
                 "consolidation): the step count is this last run's, not the model's whole training."
                 if train.get("init") else "")
