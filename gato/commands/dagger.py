@@ -101,8 +101,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
             raise ValueError(f"--task-weights name {', '.join(unknown)}, which the rounds do not train on")
         base = dataclasses.replace(base, task_weights=tuple(task_weights))
     else:  # the checkpoint's own, for the tasks these rounds still train on
-        base = dataclasses.replace(base, task_weights=tuple(
-            e for e in base.task_weights if e.rpartition("=")[0] in trained))
+        own = parse_task_weights(base.task_weights)  # in entry order, one per entry
+        base = dataclasses.replace(base, task_weights=tuple(e for e, t in zip(base.task_weights, own) if t in trained))
     out = Path(out)
     with folder_lock(out, "gato dagger"):
         return _rounds(start, base, root, chosen, range(first_round, rounds + 1), episodes, steps, out, envs, lr,

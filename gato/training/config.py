@@ -153,7 +153,6 @@ def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer,
                                            [factors.get(s.name, 1.0) for s in control]))
 
 
-
 def mixture_weights(n_control: int, n_vl: int, vl_weight: float, tokens_per_action: list[float] | None = None,
                     balance: float = 0.0, factors: list[float] | None = None) -> list[float]:
     """Control sources share 1 - vl_weight, vision-language sources vl_weight (all of it goes to
