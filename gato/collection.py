@@ -24,7 +24,7 @@ from tqdm import tqdm
 TEST_SEED_OFFSET = 1_000_000
 SIMULATORS = ("gymnasium", "minigrid", "ale-py", "metaworld", "mujoco", "dm_control", "Box2D", "numpy")
 
-_ENVS: dict[tuple[str, float], tuple] = {}  # per worker process: (task, noise) -> (task, env, expert)
+_ENVS: dict[tuple, tuple] = {}  # per worker process: (task, noise, decoy) -> (task, env, expert)
 
 
 class _KeepsLastObservation:
@@ -47,27 +47,46 @@ class _KeepsLastObservation:
         return getattr(self.env, name)
 
 
-def _record(job: tuple[str, str, int, float]):
+def _expert(task, env, noise: float, decoy: float):
+    from gato.experts.noise import NoisyExpert
+
+    if decoy:
+        from gato.envs.babyai import DecoyExpert
+        return DecoyExpert(env, decoy)
+    expert = task.make_expert(env)
+    return NoisyExpert(expert, env.action_space, noise) if noise else expert
+
+
+def _record(job: tuple[str, str, int, float, float]):
     """Worker: one expert episode. Returns (task, split, seed, episode or None, error or None)."""
     from gato.envs import get_task
     from gato.rollout import run_episode
-    from gato.experts.noise import NoisyExpert
 
-    name, split, seed, noise = job
+    name, split, seed, noise, decoy = job
+    key = (name, noise, decoy)
     try:
-        if (name, noise) not in _ENVS:
+        if key not in _ENVS:
             task = get_task(name)
             env = task.make()
-            expert = task.make_expert(env)
-            _ENVS[name, noise] = (task, env, NoisyExpert(expert, env.action_space, noise) if noise else expert)
-        task, env, expert = _ENVS[name, noise]
+            _ENVS[key] = (task, env, _expert(task, env, noise, decoy))
+        task, env, expert = _ENVS[key]
         ending = _KeepsLastObservation(env)
         result = run_episode(task, ending, expert, seed=seed)
         episode = dataclasses.replace(result.episode, final_observation=ending.last, truncated=result.truncated)
         return name, split, seed, episode, None
     except Exception as e:  # an expert or simulator failure costs this episode only
-        _ENVS.pop((name, noise), None)
+        _ENVS.pop(key, None)
         return name, split, seed, None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+
+
+def _check_decoy(task, env) -> None:
+    """Decoys are BabyAI's (a bot planning for another object); an error names any other task."""
+    if task.domain != "babyai":
+        raise ValueError(f"task {task.name}: decoys need a BabyAI level whose mission names one object, "
+                         f"not a {task.domain} task")
+    from gato.envs.babyai import check_decoy
+    env.reset(seed=0)
+    check_decoy(env, task.name)
 
 
 def _versions() -> dict[str, str]:
@@ -81,7 +100,7 @@ def _versions() -> dict[str, str]:
 
 
 def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers: int, out: Path, seed: int,
-                     shard_episodes: int, progress: bool, noise: float | str) -> dict:
+                     shard_episodes: int, progress: bool, noise: float | str, decoy: float = 0.0) -> dict:
     from gato.data.storage import DatasetWriter, task_folder
     from gato.data.episode import TaskSpec
     from gato.envs import resolve
@@ -95,10 +114,16 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
     writers, jobs = {}, []
     if isinstance(noise, str) and noise != "auto":
         raise ValueError(f"noise must be a number in [0, 1] or 'auto', got {noise!r}")
+    if not 0.0 <= decoy <= 1.0:
+        raise ValueError(f"decoy must be a probability in [0, 1], got {decoy}")
+    if decoy and noise:
+        raise ValueError("choose noise or decoy, not both: a decoy episode is already off the expert's path")
     specs = {}
     for task in tasks:  # check every task before anything is written
         env = task.make()
         specs[task.name] = TaskSpec(task.name, env.observation_space, env.action_space)
+        if decoy:
+            _check_decoy(task, env)
         env.close()
         level = DEFAULT_NOISE.get(task.domain, 0.0) if noise == "auto" else float(noise)
         check_noise(level, specs[task.name].action_space, task.name)
@@ -106,18 +131,19 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
     for task in tasks:
         spec, level = specs[task.name]
         card = {"expert": task.expert_kind, "description": task.description, "versions": _versions(),
-                "noise": level}
+                "noise": level} | ({"decoy": decoy} if decoy else {})
         for split, seeds in plan.items():
             card_file = task_folder(out, task.name) / "card.json"
-            old = json.loads(card_file.read_text()).get("noise", 0.0) if card_file.exists() else level
-            if old != level:
-                raise ValueError(f"{card_file} holds {task.name} collected with noise {old}, not {level}: "
-                                 "collect this noise level into another --out")
-            w = DatasetWriter(out, spec, card, split=split, shard_episodes=shard_episodes, executed=level > 0,
-                              final=True)
+            old = json.loads(card_file.read_text()) if card_file.exists() else card
+            for what, value in (("noise", level), ("decoy", decoy)):
+                if old.get(what, 0.0) != value:
+                    raise ValueError(f"{card_file} holds {task.name} collected with {what} {old.get(what, 0.0)}, "
+                                     f"not {value}: collect this {what} level into another --out")
+            w = DatasetWriter(out, spec, card, split=split, shard_episodes=shard_episodes,
+                              executed=level > 0 or decoy > 0, final=True)
             done = w.seeds_on_disk(split)
             writers[task.name, split] = w
-            jobs += [(task.name, split, s, level) for s in seeds if s not in done]
+            jobs += [(task.name, split, s, level, decoy) for s in seeds if s not in done]
     failures: dict[str, int] = {}
     bar = tqdm(total=len(jobs), disable=not progress, unit="episode")
     try:

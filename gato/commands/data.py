@@ -87,7 +87,7 @@ def scores(tasks: tuple[str, ...] = ("all",), episodes: int = 50, seed: int = 10
 def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None, episodes: int = 100,
             test_episodes: int = -1, workers: int = 1, out: Path = Path("data"), seed: int = 0,
             shard_episodes: int = 16, progress: bool = True, vl_limit: int = 0,
-            noise: float | Literal["auto"] = 0.0, tasks: tuple[str, ...] = ()) -> dict:
+            noise: float | Literal["auto"] = 0.0, decoy: float = 0.0, tasks: tuple[str, ...] = ()) -> dict:
     """Record expert episodes of tasks (or whole domains) into OUT/<domain>/<task>/{train,test};
     build vision-language and text sets into OUT/vl/<name>/ and OUT/text/corpus/.
 
@@ -108,6 +108,9 @@ def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None,
             of the half-range; discrete: a random action with this probability. "auto": the
             per-domain defaults of gato.experts.noise (docs/quality.md). Recorded in the card; a
             folder holds one noise level (collect another level into another --out).
+        decoy: BabyAI levels whose mission names one object: the probability that an episode
+            starts with the bot heading for another object while every step is labelled with the
+            mission's action (gato.envs.babyai.DecoyExpert); recorded in the card like noise.
         tasks: more targets, given as in every other command (`--tasks`).
     """
     from gato.data.vl.sets import collect_sets, is_set_target
@@ -127,7 +130,7 @@ def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None,
         result = {"sets": collect_sets(sets, out, vl_limit, seed)} if sets else {}
         if control:
             result |= collect_tasks(control, episodes, test_episodes, workers, out, seed, shard_episodes, progress,
-                                    noise)
+                                    noise, decoy)
     return result | {"out": str(out)}
 
 

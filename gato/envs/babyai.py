@@ -23,6 +23,7 @@ import minigrid  # noqa: F401  (registers the BabyAI levels)
 import numpy as np
 from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
+from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc, PickupInstr
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from gato.envs.registry import Task, register
@@ -141,6 +142,89 @@ class BotExpert:
         taken, self.last_taken = self.last_taken, None
         self.suggested = int(self.bot.replan(taken))
         return self.suggested
+
+
+class _Seen:
+    """The environment as a bot planning for another instruction sees it (minigrid's bot reads
+    its goal from `env.unwrapped.instrs`, once, when it is built)."""
+
+    def __init__(self, env: gym.Env, instrs):
+        self._env, self.instrs = env.unwrapped, instrs
+
+    @property
+    def unwrapped(self):
+        return self
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+
+def check_decoy(env: gym.Env, task: str = "") -> None:
+    """Decoys need a mission that names one object (BabyAI's go-to and pick-up levels)."""
+    instrs = getattr(env.unwrapped, "instrs", None)
+    if type(instrs) not in (GoToInstr, PickupInstr) or instrs.desc.loc is not None:
+        raise ValueError(f"{task or 'this level'}: decoys need a mission naming one object to go to or pick up "
+                         f"(BabyAI GoTo*/Pickup* levels), not {type(instrs).__name__}"
+                         + (" with a location" if instrs is not None and getattr(instrs, "desc", None)
+                            and instrs.desc.loc else ""))
+
+
+class DecoyExpert:
+    """Demonstrations that must be read: the bot heads for another object, the label is the mission's.
+
+    With probability `prob` an episode starts with a decoy phase: the executed actions are the
+    bot's plan for an object the mission does not name, while each step is labelled by a bot
+    planning afresh for the mission from that state. The phase ends at random (each step goes
+    on with probability `stay`) or when the decoy would act on its object; the mission's bot then
+    finishes the episode. In plain demonstrations the history already heads for the target, so
+    a cloned policy can copy it without reading the mission (the copycat problem, Wen et al.
+    2020); here the history heads elsewhere and only the mission says where to turn."""
+
+    def __init__(self, env: gym.Env, prob: float, stay: float = 0.85):
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"decoy must be a probability in [0, 1], got {prob}")
+        self.env, self.prob, self.stay = env, prob, stay
+        self.true = BotExpert(env)
+        self.decoy: BotExpert | None = None
+        self.rng, self.started = np.random.default_rng(), False
+
+    def reset(self, seed=None):
+        self.true.reset(seed)
+        self.decoy, self.started = None, False
+        self.rng = np.random.default_rng(None if seed is None else [seed, 0xDEC0])
+
+    def _make_decoy(self) -> BotExpert | None:
+        u = self.env.unwrapped
+        check_decoy(self.env)
+        want = u.instrs.desc
+        others = sorted({(o.type, o.color) for o in u.grid.grid if o is not None and o.type in ("ball", "box", "key")
+                         and not ((want.type in (None, o.type)) and (want.color in (None, o.color)))})
+        if not others:
+            return None
+        instrs = type(u.instrs)(ObjDesc(*others[self.rng.integers(len(others))]))
+        instrs.reset_verifier(u)
+        return BotExpert(_Seen(self.env, instrs))
+
+    def __call__(self, obs):
+        from gato.experts.noise import LabelledAction
+
+        if not self.started:
+            self.started = True
+            self.decoy = self._make_decoy() if self.rng.random() < self.prob else None
+        if self.decoy is not None:
+            lure = self.decoy(obs)
+            if lure in (0, 1, 2) and self.rng.random() < self.stay:  # left, right, forward
+                self.true.reset()  # plan for the mission from this state, not from the diverted plan
+                return LabelledAction(lure, self.true(obs))
+            self.decoy = None
+            self.true.reset()
+        return self.true(obs)
+
+    def taken(self, action) -> None:
+        if self.decoy is not None:
+            self.decoy.taken(action)
+        else:
+            self.true.taken(action)
 
 
 def _make(env_id: str, render_mode=None, sticky=False):
