@@ -109,8 +109,9 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
 
     tasks = resolve(targets)
     n_test = max(1, episodes // 10) if test_episodes < 0 else test_episodes
-    plan = {"train": [seed + i for i in range(episodes)],
-            "test": [TEST_SEED_OFFSET + seed + i for i in range(n_test)]}
+    train = [seed + i for i in range(episodes)]
+    # Decoy episodes are a split of their own beside the demonstrations (and no test split).
+    plan = {"decoy": train} if decoy else {"train": train, "test": [TEST_SEED_OFFSET + seed + i for i in range(n_test)]}
     writers, jobs = {}, []
     if isinstance(noise, str) and noise != "auto":
         raise ValueError(f"noise must be a number in [0, 1] or 'auto', got {noise!r}")
@@ -128,17 +129,18 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
         level = DEFAULT_NOISE.get(task.domain, 0.0) if noise == "auto" else float(noise)
         check_noise(level, specs[task.name].action_space, task.name)
         specs[task.name] = (specs[task.name], level)
+    what = "decoy" if decoy else "noise"
     for task in tasks:
         spec, level = specs[task.name]
-        card = {"expert": task.expert_kind, "description": task.description, "versions": _versions(),
-                "noise": level} | ({"decoy": decoy} if decoy else {})
+        value = decoy or level
+        card = {"expert": task.expert_kind, "description": task.description, "versions": _versions(), what: value}
+        folder = task_folder(out, task.name)
+        recorded = json.loads((folder / "card.json").read_text()) if (folder / "card.json").exists() else {}
+        old = recorded.get(what, 0.0 if any((folder / split).is_dir() for split in plan) else value)
+        if old != value:
+            raise ValueError(f"{folder / 'card.json'} holds {task.name} collected with {what} {old}, not {value}: "
+                             f"collect this {what} level into another --out")
         for split, seeds in plan.items():
-            card_file = task_folder(out, task.name) / "card.json"
-            old = json.loads(card_file.read_text()) if card_file.exists() else card
-            for what, value in (("noise", level), ("decoy", decoy)):
-                if old.get(what, 0.0) != value:
-                    raise ValueError(f"{card_file} holds {task.name} collected with {what} {old.get(what, 0.0)}, "
-                                     f"not {value}: collect this {what} level into another --out")
             w = DatasetWriter(out, spec, card, split=split, shard_episodes=shard_episodes,
                               executed=level > 0 or decoy > 0, final=True)
             done = w.seeds_on_disk(split)
@@ -160,10 +162,10 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
         for w in writers.values():
             w.close()
     summary = {t.name: {split: writers[t.name, split].episodes_on_disk(split) for split in plan} for t in tasks}
-    _write_diagnostics(out, [t.name for t in tasks if summary[t.name]["train"]])
+    _write_diagnostics(out, [t.name for t in tasks if summary[t.name].get("train")])
     for name, counts in summary.items():
         extra = f", {failures[name]} failed" if name in failures else ""
-        print(f"{name:<40} train {counts['train']:>5}  test {counts['test']:>4}{extra}")
+        print(f"{name:<40} " + "  ".join(f"{split} {n:>5}" for split, n in counts.items()) + extra)
     return {"episodes": summary, "failures": failures}
 
 

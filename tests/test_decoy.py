@@ -52,13 +52,22 @@ def test_without_a_decoy_the_episode_is_the_bots():
         assert list(decoyed.actions) == list(plain.actions)
 
 
-def test_collect_with_decoys_records_them_and_refuses_to_mix(tmp_path):
-    collect(("babyai/GoToLocal",), episodes=6, test_episodes=1, out=tmp_path, decoy=1.0, progress=False)
+def test_decoys_are_a_split_beside_the_demonstrations_and_training_keeps_them(tmp_path):
+    from gato.config import get_preset
+    from gato.data.datasets import control_sources
+    from gato.tokenization.text import TextTokenizer
+
+    collect(("babyai/GoToLocal",), episodes=4, test_episodes=1, out=tmp_path, noise=0.1, progress=False)
+    collect(("babyai/GoToLocal",), episodes=6, out=tmp_path, decoy=1.0, progress=False)
     card = json.loads((tmp_path / "babyai/GoToLocal/card.json").read_text())
-    assert card["decoy"] == 1.0
-    eps = storage.TaskDataset(tmp_path, "babyai/GoToLocal").episodes("train")
-    assert len(eps) == 6 and all(e.executed is not None for e in eps)
-    assert any(list(e.executed) != list(e.actions) for e in eps)
+    assert card["decoy"] == 1.0 and card["noise"] == 0.1  # the demonstrations' noise is still theirs
+    ds = storage.TaskDataset(tmp_path, "babyai/GoToLocal")
+    assert len(ds.episodes("train")) == 4 and len(ds.episodes("test")) == 1
+    decoys = ds.episodes("decoy")
+    assert len(decoys) == 6 and any(list(e.executed) != list(e.actions) for e in decoys)
+    (src,) = control_sources(tmp_path, get_preset("gato-tiny").token_map, TextTokenizer.default(), threshold=0.0,
+                             verbose=False)
+    assert len(src.episodes) == 10
     with pytest.raises(ValueError, match="decoy 1.0, not 0.5"):
         collect(("babyai/GoToLocal",), episodes=8, out=tmp_path, decoy=0.5, progress=False)
 

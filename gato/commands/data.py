@@ -108,9 +108,11 @@ def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None,
             of the half-range; discrete: a random action with this probability. "auto": the
             per-domain defaults of gato.experts.noise (docs/quality.md). Recorded in the card; a
             folder holds one noise level (collect another level into another --out).
-        decoy: BabyAI levels whose mission names one object: the probability that an episode
-            starts with the bot heading for another object while every step is labelled with the
-            mission's action (gato.envs.babyai.DecoyExpert); recorded in the card like noise.
+        decoy: BabyAI levels whose mission names one object: collect EPISODES into the task's
+            `decoy` split (beside its demonstrations; no test split), where an episode starts,
+            with this probability, with the bot heading for another object while every step is
+            labelled with the mission's action (gato.envs.babyai.DecoyExpert). Training keeps
+            them all, like DAgger's. Recorded in the card; a folder holds one decoy level.
         tasks: more targets, given as in every other command (`--tasks`).
     """
     from gato.data.vl.sets import collect_sets, is_set_target

@@ -2,7 +2,8 @@
 
 SPEC: keep only episodes whose return is at least 80% of the expert's. The expert return is the
 task's reference score (gato/envs/scores.json) when it has one, else the mean return of the
-task's own training split. Episodes of the `dagger` split (`gato dagger`) are all kept. Task
+task's own training split. Episodes of the `dagger` split (`gato dagger`) and the `decoy` split
+(`gato collect --decoy`) are all kept. Task
 folders are ours (`gato collect`) or local copies of JAT's (gato/data/jat.py).
 """
 
@@ -71,12 +72,14 @@ def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = 
                   f"({expert:.2f})")
         if not kept:
             raise ValueError(f"{name}: every episode is below {threshold:.0%} of the expert return {expert:.2f}")
-        # DAgger episodes: the learner's states with the expert's labels. Their return is the
-        # learner's, so the return filter does not apply: every label is the expert's.
-        dagger = ds.episodes("dagger") if (ds.folder / "dagger").is_dir() else []
-        if dagger and verbose:
-            print(f"{name}: {len(dagger)} DAgger episodes (expert-labelled learner states)")
-        kept += dagger
+        # DAgger and decoy episodes: states the expert did not choose, with the expert's labels.
+        # Their return is the behaviour's, so the return filter does not apply.
+        for split, what in (("dagger", "DAgger episodes (expert-labelled learner states)"),
+                            ("decoy", "decoy episodes (bot-labelled, heading for an unnamed object)")):
+            relabelled = ds.episodes(split) if (ds.folder / split).is_dir() else []
+            if relabelled and verbose:
+                print(f"{name}: {len(relabelled)} {what}")
+            kept += relabelled
         _check_finite(name, root, kept)
         out.append(ControlSource(ds.spec, kept, tm, text, prompt_tokens=prompt_tokens, prompt_prob=prompt_prob,
                                  max_local_positions=max_local_positions, start_prob=start_prob))

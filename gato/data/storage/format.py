@@ -20,7 +20,9 @@ from gato.tokenization.spaces import ACTION, OBSERVATION, is_image_space, leaves
 # 1: the steps only. 2: also, optionally, each episode's final observation (the `final_*`
 # columns) and how it ended (`truncated`). A version 1 folder reads as before.
 FORMAT_VERSION = 2
-SPLITS = ("train", "test", "dagger")  # dagger: learner-visited states labelled by the expert
+# dagger: learner-visited states labelled by the expert; decoy: BabyAI episodes that start
+# heading for an object the mission does not name (`gato collect --decoy`), labelled by the bot.
+SPLITS = ("train", "test", "dagger", "decoy")
 TEXT, IMAGE, DISCRETE, CONTINUOUS = "text", "image", "discrete", "continuous"
 OBS_COLUMNS = {TEXT: "text_observations", IMAGE: "image_observations",
                DISCRETE: "discrete_observations", CONTINUOUS: "continuous_observations"}
