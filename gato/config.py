@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from gato.tokenization.vocab import TokenMap
+from gato.tokenization.vocab import OBSERVATION_ORDERS, TokenMap
 
 
 MAX_CONTEXT = 65536  # 64 times the paper's 1024
@@ -34,6 +34,9 @@ class ModelConfig:
     max_local_positions: int = 512  # learned local observation positions
     dropout: float = 0.1
     rope_base: float = 10000.0
+    # A Dict observation's token order (TokenMap.observation_order): the paper's text, images,
+    # tensors. A saved config without the field is read as "key", the order it was trained with.
+    observation_order: str = "modality"
 
     def __post_init__(self):
         # every cache and mask is sized by the context: bound it before anything is allocated
@@ -41,12 +44,14 @@ class ModelConfig:
             raise ValueError(f"context must be in [1, {MAX_CONTEXT}], got {self.context}")
         if self.patch_channels % 32:
             raise ValueError(f"patch_channels must be a multiple of 32 (GroupNorm 32), got {self.patch_channels}")
+        if self.observation_order not in OBSERVATION_ORDERS:
+            raise ValueError(f"observation_order must be one of {OBSERVATION_ORDERS}, got {self.observation_order!r}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
 
     @property
     def token_map(self) -> TokenMap:
-        return TokenMap(text_vocab=self.text_vocab)
+        return TokenMap(text_vocab=self.text_vocab, observation_order=self.observation_order)
 
     @property
     def vocab_size(self) -> int:
@@ -57,7 +62,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        return from_dict(cls, d, "model")
+        return from_dict(cls, {"observation_order": "key"} | d, "model")
 
 
 def from_dict(cls, d: dict, what: str):

@@ -81,10 +81,11 @@ def _golden_episode() -> Episode:
 
 
 def _golden_step(cell, mission_ids, pos_bins, button, torque_bin, slot):
-    """Hand layout of one step: cell, image (2 patches), mission, pos | button, torque."""
+    """Hand layout of one step, the paper's [text, image patches, tensors] with each group by key:
+    mission, image (2 patches), cell, pos | button, torque."""
     m = [int(i) for i in mission_ids]
-    obs_ids = [DISC + cell, slot, slot + 1, *m, CONT + pos_bins[0], CONT + pos_bins[1]]
-    obs_kinds = [K.DISCRETE_OBS, K.IMAGE, K.IMAGE] + [K.TEXT_OBS] * len(m) + [K.CONTINUOUS_OBS] * 2
+    obs_ids = [*m, slot, slot + 1, DISC + cell, CONT + pos_bins[0], CONT + pos_bins[1]]
+    obs_kinds = [K.TEXT_OBS] * len(m) + [K.IMAGE, K.IMAGE, K.DISCRETE_OBS] + [K.CONTINUOUS_OBS] * 2
     ids = obs_ids + [SEP, DISC + button, CONT + torque_bin]
     kinds = obs_kinds + [K.SEPARATOR, K.DISCRETE_ACTION, K.CONTINUOUS_ACTION]
     local = list(range(len(obs_ids))) + [-1, -1, -1]

@@ -85,10 +85,16 @@ def test_token_map_describe():
 
 
 def test_token_map_dict_round_trip():
-    for tm in (TM, TokenMap(text_vocab=4096), TokenMap(text_vocab=500, num_bins=256, num_discrete=64)):
+    for tm in (TM, TokenMap(text_vocab=4096), TokenMap(text_vocab=500, num_bins=256, num_discrete=64),
+               TokenMap(observation_order="key")):
         d = json.loads(json.dumps(tm.to_dict()))  # as a checkpoint stores it
         assert d["size"] == tm.size and d["separator"] == tm.separator
         assert TokenMap.from_dict(d) == tm
+    # a map saved before the order existed is the order it was trained with: by key
+    old = {k: v for k, v in TM.to_dict().items() if k != "observation_order"}
+    assert TokenMap.from_dict(old).observation_order == "key"
+    with pytest.raises(ValueError, match="observation_order must be one of"):
+        TokenMap(observation_order="alphabetical")
 
 
 @pytest.mark.parametrize("field", ["size", "separator", "pad", "bos"])
@@ -545,10 +551,36 @@ def test_dict_observation_golden_ids():
 def test_dict_observation_with_image_and_vector():
     space = spaces.Dict({"pixels": spaces.Box(0, 255, (16, 32, 3), np.uint8),
                          "arm": spaces.Box(-1, 1, (2,), np.float32)})
-    toks = encode(space, space.sample(), TM)
-    # "arm" < "pixels": two continuous tokens then two patches
-    assert toks.kinds.tolist() == [Kind.CONTINUOUS_OBS] * 2 + [Kind.IMAGE] * 2
-    assert toks.ids[2:].tolist() == [-1, -1] and toks.patches.shape[0] == 2
+    obs = space.sample()
+    toks = encode(space, obs, TM)
+    # the paper's order: image patches before tensors, although "arm" < "pixels"
+    assert toks.kinds.tolist() == [Kind.IMAGE] * 2 + [Kind.CONTINUOUS_OBS] * 2
+    assert toks.ids[:2].tolist() == [-1, -1] and toks.patches.shape[0] == 2
+    # by key alone (checkpoints trained before the paper's order): two continuous tokens first
+    by_key = encode(space, obs, TokenMap(observation_order="key"))
+    assert by_key.kinds.tolist() == [Kind.CONTINUOUS_OBS] * 2 + [Kind.IMAGE] * 2
+    np.testing.assert_array_equal(by_key.ids[:2], toks.ids[2:])
+
+
+def test_observation_text_comes_first_then_images_then_tensors():
+    """The paper's timestep [text, image patches, tensors]: BabyAI's mission before its grid."""
+    from gato.tokenization.spaces import dict_keys
+    from gato.tokenization.text import TextTokenizer
+
+    text = TextTokenizer.default()
+    space = spaces.Dict({"direction": spaces.Discrete(4), "image": spaces.Box(0, 10, (7, 7, 3), np.uint8),
+                         "mission": spaces.Text(64), "camera": spaces.Box(0, 255, (16, 16, 3), np.uint8),
+                         "nested": spaces.Dict({"note": spaces.Text(8), "x": spaces.Discrete(2)})})
+    assert dict_keys(space, "modality") == ["mission", "nested", "camera", "direction", "image"]
+    assert dict_keys(space, "key") == ["camera", "direction", "image", "mission", "nested"]
+    obs = {"direction": 1, "image": np.zeros((7, 7, 3), np.uint8), "mission": "go to the red ball",
+           "camera": np.zeros((16, 16, 3), np.uint8), "nested": {"note": "hi", "x": 1}}
+    toks = encode(space, obs, TM, text=text)
+    n_mission = len(text.encode("go to the red ball"))
+    assert toks.ids[:n_mission].tolist() == list(text.encode("go to the red ball"))
+    kinds = toks.kinds.tolist()
+    assert kinds[-148:] == [Kind.DISCRETE_OBS] * 148  # direction, then the 147 grid values
+    assert kinds.index(Kind.IMAGE) > n_mission
 
 
 # ================================================================ bad inputs

@@ -394,6 +394,29 @@ def test_a_checkpoint_from_before_a_new_field_resumes_with_its_default(tmp_path)
     assert train(tmp_path / "run", resume=True, steps=3, progress=False)["step"] == 3
 
 
+def test_weights_keep_the_observation_order_they_were_trained_with(tmp_path):
+    """A checkpoint saved before the paper's text-first order existed read BabyAI's grid before its
+    mission: resumed or used as --init, it keeps that order, unless the order is asked for."""
+    train(tmp_path / "old", steps=2, batch_size=2, context=32, warmup=1, checkpoint_every=2, progress=False)
+    for meta_file in [*(tmp_path / "old").glob("step_*/config.json"), tmp_path / "old" / "config.json"]:
+        meta = json.loads(meta_file.read_text())
+        assert meta["model"].pop("observation_order") == "modality"  # a new model: the paper's order
+        meta["train"].pop("observation_order")
+        meta_file.write_text(json.dumps(meta))  # as written before the field existed
+
+    def order(run):
+        return json.loads((run / "config.json").read_text())["model"].get("observation_order")
+
+    train(tmp_path / "old", resume=True, steps=3, progress=False)
+    assert order(tmp_path / "old") == "key"
+    init = str(ckpt.latest_checkpoint(tmp_path / "old"))
+    train(tmp_path / "cont", steps=1, batch_size=2, context=32, warmup=1, init=init, progress=False)
+    assert order(tmp_path / "cont") == "key"
+    train(tmp_path / "paper", steps=1, batch_size=2, context=32, warmup=1, init=init, observation_order="modality",
+          progress=False)
+    assert order(tmp_path / "paper") == "modality"
+
+
 def test_every_training_field_is_a_documented_flag_of_train():
     """`gato train` sets any TrainConfig field (one source of truth: a new field without a flag
     fails here), each flag defaults to None (= the recipe's value) and says what it does."""

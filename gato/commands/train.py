@@ -25,7 +25,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           grad_accum: int | None = None, parallel: Literal["auto", "ddp", "fsdp"] | None = None,
           activation_checkpointing: Literal["auto", "on", "off"] | None = None, compile: bool | None = None,
           loader_workers: int | None = None, precision: Literal["auto", "bf16", "fp32"] | None = None,
-          init: str | None = None, start_prob: float | None = None, task_balance: float | None = None,
+          init: str | None = None, observation_order: Literal["modality", "key"] | None = None,
+          start_prob: float | None = None, task_balance: float | None = None,
           task_weights: tuple[str, ...] | None = None,
           target_sigma: float | None = None, min_return: float | None = None, prompt_prob: float | None = None,
           weight_decay: float | None = None, keep_checkpoints: int | None = None, max_episodes: int | None = None,
@@ -67,6 +68,9 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         init: start from this checkpoint's weights (same model shape and tokenizer, or fewer layers
             of the same width: they grow into the preset, docs/design.md); the optimizer and
             schedule start fresh.
+        observation_order: a Dict observation's token order: modality (the paper's text, images,
+            tensors; BabyAI's mission before its grid) or key (by key alone, how checkpoints saved
+            before the option were trained). Default: --init's order, else modality.
         start_prob: share of control windows that open at an episode's start, as acting does.
         task_balance: 0: every task the same rows; 1: the same action tokens (docs/quality.md).
         task_weights: TASK=FACTOR entries that multiply a task's share of the control rows

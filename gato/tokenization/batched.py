@@ -125,7 +125,7 @@ def _(space: spaces.Box, xs, tm, role):
 
 @_encode_batch.register
 def _(space: spaces.Dict, xs, tm, role):
-    keys = dict_keys(space)
+    keys = dict_keys(space, tm.observation_order if role == OBSERVATION else "key")
     if not all(isinstance(x, Mapping) and len(x) == len(keys) and all(k in x for k in keys) for x in xs):
         raise _PerRow
     return BatchTokens.concat([_encode_batch(space.spaces[k], [x[k] for x in xs], tm, role) for k in keys])

@@ -10,7 +10,8 @@ action ids back into a valid action of the space. Rules (docs/tokens.md):
   element from the bounds: observations in [-1, 1] are binned as they are, others mu-law
   companded; actions with finite bounds are mapped affinely onto [-1, 1] (identity when the
   bounds are [-1, 1], as the paper's actions), unbounded actions are mu-law companded.
-- Dict: keys in lexicographic order. Tuple: in order. Text: SentencePiece ids.
+- Dict: an observation's keys as the paper orders them (text, then images, then tensors, each
+  group by key; `dict_keys`), an action's by key. Tuple: in order. Text: SentencePiece ids.
 """
 
 from __future__ import annotations
@@ -100,10 +101,17 @@ def continuous_transform(space: spaces.Box, role: str) -> tuple[np.ndarray, np.n
     return compand, offset, scale
 
 
-def dict_keys(space: spaces.Dict) -> list:
-    """A Dict's keys in token order: lexicographic (the paper's "ordered lexicographically by
-    key"). Every encoder and decoder of a Dict asks here, so the order is defined once."""
-    return sorted(space.spaces)
+def dict_keys(space: spaces.Dict, order: str = "key") -> list:
+    """A Dict's keys in token order. "key": lexicographic (the paper's "ordered lexicographically
+    by key"; actions, and observations of models trained before the order below). "modality":
+    the paper's observation [text, image patches, tensors], each group by key, so BabyAI's
+    mission comes before its grid; a nested Dict or Tuple goes with its first leaf. Every encoder
+    and decoder of a Dict asks here, so the order is defined once."""
+    keys = sorted(space.spaces)
+    if order == "modality":
+        rank = {"text": 0, "image": 1}
+        keys.sort(key=lambda k: rank.get(modality(leaves(space.spaces[k])[0][1]), 2))
+    return keys
 
 
 def leaves(space: spaces.Space, path: tuple = ()) -> list[tuple[tuple, spaces.Space]]:
@@ -254,8 +262,9 @@ def _(space: spaces.Dict, x, tm, role, text, name) -> Tokens:
     if missing or extra:
         raise ValueError(f"{name}: keys do not match the space: missing {sorted(missing)}, "
                          f"unexpected {sorted(extra)}")
+    order = tm.observation_order if role == OBSERVATION else "key"
     return Tokens.concat([_encode(space.spaces[k], x[k], tm, role, text, f"{name}[{k!r}]")
-                          for k in dict_keys(space)])
+                          for k in dict_keys(space, order)])
 
 
 @_encode.register

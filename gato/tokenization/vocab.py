@@ -64,17 +64,27 @@ def as_action_kinds(kinds: np.ndarray) -> np.ndarray:
     return out
 
 
+OBSERVATION_ORDERS = ("modality", "key")
+
+
 @dataclass(frozen=True)
 class TokenMap:
-    """Id ranges of one vocabulary. `text_vocab` is V; everything else follows from it."""
+    """Id ranges of one vocabulary. `text_vocab` is V; everything else follows from it.
+
+    `observation_order` is how a Dict observation's leaves follow each other: "modality" (the
+    paper's [text, image patches, tensors], each group by key) or "key" (by key alone, what
+    models saved before the field existed were trained with; gato.config.ModelConfig)."""
 
     text_vocab: int = 32000
     num_bins: int = NUM_BINS
     num_discrete: int = NUM_DISCRETE
+    observation_order: str = "modality"
 
     def __post_init__(self):
         if self.text_vocab < 1 or self.num_bins < 2 or self.num_discrete < 2:
             raise ValueError(f"invalid token map {self}")
+        if self.observation_order not in OBSERVATION_ORDERS:
+            raise ValueError(f"observation_order must be one of {OBSERVATION_ORDERS}, got {self.observation_order!r}")
 
     @property
     def continuous_start(self) -> int:
@@ -128,7 +138,7 @@ class TokenMap:
     @classmethod
     def from_dict(cls, d: dict) -> "TokenMap":
         tm = cls(text_vocab=int(d["text_vocab"]), num_bins=int(d["num_bins"]),
-                 num_discrete=int(d["num_discrete"]))
+                 num_discrete=int(d["num_discrete"]), observation_order=d.get("observation_order", "key"))
         for key in ("size", "separator", "pad", "bos"):
             if key in d and d[key] != getattr(tm, key):
                 raise ValueError(f"token map field {key!r} is {d[key]}, expected {getattr(tm, key)}")

@@ -53,6 +53,9 @@ class TrainConfig:
     task_weights: tuple[str, ...] = ()  # "TASK=FACTOR": multiply a lagging task's share of control rows
     target_sigma: float = 0.0  # > 0: continuous action targets are Gaussian histograms of this many bins
     init: str = ""  # start from this checkpoint's weights (fine-tuning, DAgger rounds); optimizer fresh
+    # A Dict observation's token order (gato.tokenization.spaces.dict_keys): "modality" (the paper's
+    # text, images, tensors), "key", or "": the order --init's weights were trained with, else modality.
+    observation_order: str = ""
     prompt_tokens: int = 0  # 0: a quarter of the context
     tokenizer: str = ""  # SentencePiece model file; "": the committed default
     vl_sets: tuple[str, ...] = ()  # vision-language and text sets of the dataset folder (empty: all there)

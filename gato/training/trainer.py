@@ -41,7 +41,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig | None = None, *,
                  device: str = "cpu", text: TextTokenizer | None = None, dist: Dist = Dist()):
         self.cfg, self.dist = cfg, dist
-        self.model_cfg = model_cfg or get_preset(cfg.preset)
+        self.model_cfg = model_cfg or model_config(cfg)
         if cfg.context > self.model_cfg.context:
             raise ValueError(f"context {cfg.context} is above the {self.model_cfg.name} model's context of "
                              f"{self.model_cfg.context} tokens")
@@ -79,8 +79,8 @@ class Trainer:
         same but fewer layers: then it grows into this one and computes what it did (growing.py)."""
         path = checkpoint_folder(path)
         meta = ckpt.load_meta(path)
-        ignored = ("name", "context", "dropout")
-        theirs = {k: v for k, v in meta["model"].items() if k not in ignored}
+        ignored = ("name", "context", "dropout", "observation_order")  # the order may be changed on purpose
+        theirs = {k: v for k, v in ModelConfig.from_dict(meta["model"]).to_dict().items() if k not in ignored}
         mine = {k: v for k, v in self.model_cfg.to_dict().items() if k not in ignored}
         have, want = theirs.get("num_layers"), mine["num_layers"]
         shallower = isinstance(have, int) and 1 <= have < want and {**theirs, "num_layers": want} == mine
@@ -129,9 +129,10 @@ class Trainer:
     def restore(self, path: Path) -> None:
         """Load a checkpoint written on any number of ranks (every rank calls it; rank 0 reads the tensors)."""
         meta = ckpt.load_meta(path)
-        if meta["model"] != self.model_cfg.to_dict():
+        saved = ModelConfig.from_dict(meta["model"]).to_dict()
+        if saved != self.model_cfg.to_dict():
             raise ValueError(f"{path}: checkpoint model config differs from this run's: "
-                             f"{_diff(meta['model'], self.model_cfg.to_dict())}")
+                             f"{_diff(saved, self.model_cfg.to_dict())}")
         saved_tok = meta.get("tokenizer", {}).get("sha256")
         if saved_tok != self.text.sha256:
             raise ValueError(f"{path}: checkpoint was trained with tokenizer {meta.get('tokenizer')}, "
@@ -285,6 +286,17 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)
 
 
+def model_config(cfg: TrainConfig, resumed: Path | None = None) -> ModelConfig:
+    """The preset's model, reading Dict observations in the order its weights learned: a resumed
+    run's, else `cfg.observation_order`, else --init's, else the paper's (a new model)."""
+    order = cfg.observation_order
+    source = resumed or (None if order or not cfg.init else checkpoint_folder(Path(cfg.init)))
+    if source is not None:
+        order = ModelConfig.from_dict(ckpt.load_meta(source)["model"]).observation_order
+    preset = get_preset(cfg.preset)
+    return dataclasses.replace(preset, observation_order=order) if order else preset
+
+
 def _diff(a: dict, b: dict) -> str:
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
@@ -327,7 +339,7 @@ def _train_locked(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: boo
     elif out.exists() and not _is_run_folder(out):
         raise ValueError(f"{out} holds files that are not a gato run; choose a new or empty --out "
                          "(nothing there is overwritten)")
-    trainer = Trainer(cfg, device=device, dist=d)
+    trainer = Trainer(cfg, model_config(cfg, latest if resume else None), device=device, dist=d)
     # a rank on a node that does not share OUT would see other checkpoints: that is an error too
     distributed.check_same(d, trainer.facts() | {"out": str(out.resolve()),
                                                  "newest checkpoint": latest and latest.name})
