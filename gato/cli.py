@@ -47,6 +47,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
                                 "a checkpoint with its own, no, or another task's demonstration prompt"),
     ("experiment", "scaling"): ("gato.commands.experiment:experiment_scaling",
                                 "model sizes trained on equal tokens: score against tokens (Figure 8)"),
+    ("experiment", "mission"): ("gato.commands.experiment:experiment_mission",
+                                "does a checkpoint read BabyAI's mission? first pickups against chance"),
     ("scaling",): ("gato.commands.model:scaling", "tokens, memory and hours per preset at the paper's scale"),
 }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import gato.commands.finetune as finetune_module
-from gato.commands.experiment import experiment_finetune, experiment_prompts, experiment_scaling
+from gato.commands.experiment import experiment_finetune, experiment_mission, experiment_prompts, experiment_scaling
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "gato-tiny"
 
@@ -76,3 +76,47 @@ def test_scaling_experiment_trains_each_size_on_equal_tokens_and_resumes(tmp_pat
     assert (tmp_path / "s" / "figure8.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="unknown preset 'gato-huge'"):
         experiment_scaling(**kw | {"presets": ("gato-huge",), "out": tmp_path / "t"})
+
+
+def _reader(env):
+    """The BabyAI bot planning for whatever the observed mission text names: a policy that reads."""
+    from minigrid.envs.babyai.core.verifier import ObjDesc, PickupInstr
+
+    from gato.envs.babyai import BotExpert, _Seen
+
+    state = {}
+
+    def act(obs):
+        words = obs["mission"].split()[3:]  # "pick up the|a [colour] [type|object]"
+        colour = words[0] if len(words) == 2 else (None if words[0] in ("ball", "box", "key", "object") else words[0])
+        kind = None if words[-1] == "object" else (words[-1] if words[-1] in ("ball", "box", "key") else None)
+        if state.get("mission") != obs["mission"]:
+            instrs = PickupInstr(ObjDesc(kind, colour))
+            instrs.reset_verifier(env.unwrapped)
+            state.update(mission=obs["mission"], bot=BotExpert(_Seen(env, instrs)))
+        return state["bot"](obs)
+    return act
+
+
+def test_the_mission_probe_tells_a_reader_from_a_policy_that_ignores_the_text():
+    from gato.envs.babyai import BotExpert
+    from gato.evaluation import grounding
+
+    seeds = list(range(10_000, 10_012))
+    reads = grounding.mission_probe(lambda env, seed: _reader(env), seeds)
+    ignores = grounding.mission_probe(lambda env, seed: BotExpert(env), seeds)  # plans from the true mission
+    assert reads["layouts"] == ignores["layouts"] == 12 and reads["made_up_layouts"] >= 8
+    assert reads["true_matches"] == 12 and reads["made_up_followed"] == reads["made_up_layouts"]
+    assert reads["true_chance"] < 8 and reads["made_up_chance"] < 4
+    assert ignores["true_matches"] == 12 and ignores["made_up_followed"] == 0
+    assert ignores["made_up_true_target"] == ignores["made_up_layouts"]
+    assert "| made-up mission | 0 of" in grounding.probe_table(ignores)
+
+
+@pytest.mark.slow
+def test_mission_experiment_on_the_shipped_checkpoint(tmp_path):
+    r = experiment_mission(SHIPPED, layouts=3, out=tmp_path / "m", device="cpu")
+    assert r["layouts"] == 3 and 0 <= r["true_matches"] <= 3 and r["made_up_layouts"] <= 3
+    assert "| true mission |" in (tmp_path / "m" / "results.md").read_text()
+    again = experiment_mission(SHIPPED, layouts=3, out=tmp_path / "m", device="cpu")  # reported, not rerun
+    assert {k: again[k] for k in r} == r

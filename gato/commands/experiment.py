@@ -1,4 +1,4 @@
-"""`gato experiment finetune|prompts|scaling`: the paper's few-shot fine-tuning comparison
+"""`gato experiment finetune|prompts|scaling|mission`: the paper's few-shot fine-tuning comparison
 (section 5.2, Figure 9), the value of demonstration prompts, and model size at equal tokens
 (section 5.1, Figure 8), at our scale, resumable cell by cell."""
 
@@ -231,3 +231,51 @@ def _refuse_seen(checkpoint: Path, tasks) -> None:
     seen = _trained_on(checkpoint) & set(tasks)
     if seen:
         raise ValueError(f"{checkpoint} was trained on {', '.join(sorted(seen))}: not held out")
+
+
+def experiment_mission(checkpoint: Positional[Path], layouts: int = 40, first_seed: int = 10_000,
+                       discrete_temperature: float = 1.0, out: Path = Path("runs/experiments/mission"),
+                       device: str = "auto") -> dict:
+    """Does CHECKPOINT read BabyAI's mission? Runs LAYOUTS PickupDist layouts to the first pickup,
+    with the true mission and with a made-up one naming another object, and counts the first
+    pickups that match against a uniform choice's chance (gato/evaluation/grounding.py).
+    Writes OUT/results.md and OUT/results.json; a finished folder is reported, not rerun.
+
+    Args:
+        checkpoint: the checkpoint (checkpoint or run folder); prompted with its own prompts.
+        layouts: PickupDist reset seeds probed (FIRST_SEED, FIRST_SEED + 1, ...).
+        first_seed: the first reset seed (the default is outside every collected split).
+        discrete_temperature: the policy's sampling temperature for discrete actions (0: greedy).
+        out: the experiment folder.
+        device: auto, cpu, cuda or cuda:N.
+    """
+    from gato.agent import GatoAgent
+    from gato.device import resolve_device
+    from gato.envs.registry import task_spec
+    from gato.evaluation.grounding import LEVEL, mission_probe, probe_table
+    from gato.prompts import checkpoint_prompts, task_prompt
+    from gato.training.loading import checkpoint_folder, load_checkpoint
+
+    if layouts < 1 or discrete_temperature < 0:
+        raise ValueError(f"need layouts >= 1 and discrete_temperature >= 0, got {layouts} and {discrete_temperature}")
+    out, device = Path(out), str(resolve_device(device))
+    with folder_lock(out, "gato experiment mission"):
+        ex.start(out, "gato experiment mission", dict(checkpoint=str(checkpoint), layouts=layouts,
+                                                      first_seed=first_seed, discrete_temperature=discrete_temperature))
+        result = ex.done(out, "probe")
+        if result is None:
+            model, _, text = load_checkpoint(checkpoint, device)
+            spec = task_spec(LEVEL)
+            prompt = task_prompt(checkpoint_prompts(checkpoint_folder(Path(checkpoint))), LEVEL, spec, model.cfg, text)
+
+            def policy(env, seed: int):
+                agent = GatoAgent(model, spec, 1, text=text, prompt=prompt, seed=seed, device=device,
+                                  discrete_temperature=discrete_temperature)
+                return lambda obs: agent.act([obs])[0]
+
+            result = ex.record(out, mission_probe(policy, list(range(first_seed, first_seed + layouts))), "probe")
+        ex.write_results(out, f"Does {checkpoint} read BabyAI's mission?", probe_table(result),
+                         f"{LEVEL}, reset seeds {first_seed} to {first_seed + layouts - 1}, run to the first pickup; "
+                         f"discrete actions sampled at temperature {discrete_temperature}.")
+    print(probe_table(result))
+    return result | {"folder": str(out)}

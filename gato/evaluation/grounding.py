@@ -1,0 +1,95 @@
+"""Does a policy read BabyAI's mission? The first object it picks up in PickupDist, against chance.
+
+PickupDist puts five objects in one room and names one by colour, type or both. A policy that
+does not read the mission still succeeds by chance (or by picking up, dropping and trying
+again), so the success rate alone cannot tell reading from luck. This probe runs each layout
+(reset seed) twice, to the first pickup:
+- with the true mission: does the first object picked up match it? Chance is the share of the
+  room's objects that match;
+- with a made-up mission naming another object, the only one of its colour and type in the room:
+  does the policy pick that one? Chance is one in the number of objects.
+A policy that reads is far above both chances; one that does not sits at them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+LEVEL = "babyai/PickupDist"
+KINDS = ("ball", "box", "key")  # what PickupDist places and names
+
+
+class Policy(Protocol):
+    def __call__(self, observation: Any) -> int: ...
+
+
+def _objects(u) -> list[tuple[str, str]]:
+    return [(o.type, o.color) for o in u.grid.grid if o is not None and o.type in KINDS]
+
+
+def _matches(desc, obj: tuple[str, str]) -> bool:
+    return desc.type in (None, obj[0]) and desc.color in (None, obj[1])
+
+
+def made_up_mission(u, seed: int) -> tuple[str, tuple[str, str]] | None:
+    """A mission naming an object the true one does not, alone of its colour and type (None: none)."""
+    objs = _objects(u)
+    others = sorted({o for o in objs if not _matches(u.instrs.desc, o) and objs.count(o) == 1})
+    if not others:
+        return None
+    named = others[np.random.default_rng(seed).integers(len(others))]
+    return f"pick up the {named[1]} {named[0]}", named
+
+
+def first_pickup(env, policy: Policy, seed: int, made_up: bool) -> dict | None:
+    """One run of a layout to the first pickup (None: no made-up mission fits this layout)."""
+    obs, _ = env.reset(seed=seed)
+    u = env.unwrapped
+    objs, named, mission = _objects(u), None, None
+    if made_up:
+        fake = made_up_mission(u, seed)
+        if fake is None:
+            return None
+        mission, named = fake
+    for _ in range(u.max_steps):
+        obs, _, terminated, truncated, _ = env.step(policy(obs if mission is None else dict(obs, mission=mission)))
+        if u.carrying is not None:
+            got = (u.carrying.type, u.carrying.color)
+            return {"picked": got, "true": _matches(u.instrs.desc, got), "named": named == got,
+                    "chance_true": sum(_matches(u.instrs.desc, o) for o in objs) / len(objs),
+                    "chance_named": 1 / len(objs)}
+        if terminated or truncated:
+            break
+    return {"picked": None, "true": False, "named": False,
+            "chance_true": sum(_matches(u.instrs.desc, o) for o in objs) / len(objs), "chance_named": 1 / len(objs)}
+
+
+def mission_probe(make_policy: Callable[[Any, int], Policy], seeds: list[int]) -> dict:
+    """Counts over `seeds` for a policy made fresh per episode by `make_policy(env, seed)`."""
+    from gato.envs import get_task
+
+    env = get_task(LEVEL).make()
+    true = [first_pickup(env, make_policy(env, s), s, False) for s in seeds]
+    fake = [r for r in (first_pickup(env, make_policy(env, s), s, True) for s in seeds) if r is not None]
+    return {
+        "layouts": len(true),
+        "true_matches": sum(r["true"] for r in true), "true_chance": sum(r["chance_true"] for r in true),
+        "true_no_pickup": sum(r["picked"] is None for r in true),
+        "made_up_layouts": len(fake),
+        "made_up_followed": sum(r["named"] for r in fake), "made_up_chance": sum(r["chance_named"] for r in fake),
+        "made_up_true_target": sum(r["true"] for r in fake),
+        "made_up_no_pickup": sum(r["picked"] is None for r in fake),
+    }
+
+
+def probe_table(r: dict) -> str:
+    return "\n".join([
+        "| run | first pickup as named | chance (uniform choice among the room's objects) | no pickup |",
+        "|---|---|---|---|",
+        f"| true mission | {r['true_matches']} of {r['layouts']} | {r['true_chance']:.1f} | {r['true_no_pickup']} |",
+        f"| made-up mission | {r['made_up_followed']} of {r['made_up_layouts']} | {r['made_up_chance']:.1f} | "
+        f"{r['made_up_no_pickup']} |",
+    ])
