@@ -27,6 +27,7 @@ from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc, PickupInstr
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from gato.envs.registry import Task, register
+from gato.experts.noise import LabelledAction
 
 # Episode cap per level: the level's own `max_steps` (room_size^2 * rooms, per navigation the
 # mission needs); for levels whose missions vary in length, the most any mission can get.
@@ -162,11 +163,11 @@ class _Seen:
 def check_decoy(env: gym.Env, task: str = "") -> None:
     """Decoys need a mission that names one object (BabyAI's go-to and pick-up levels)."""
     instrs = getattr(env.unwrapped, "instrs", None)
-    if type(instrs) not in (GoToInstr, PickupInstr) or instrs.desc.loc is not None:
+    single = type(instrs) in (GoToInstr, PickupInstr)
+    if not single or instrs.desc.loc is not None:
         raise ValueError(f"{task or 'this level'}: decoys need a mission naming one object to go to or pick up "
                          f"(BabyAI GoTo*/Pickup* levels), not {type(instrs).__name__}"
-                         + (" with a location" if instrs is not None and getattr(instrs, "desc", None)
-                            and instrs.desc.loc else ""))
+                         + (" with a location" if single else ""))
 
 
 class DecoyExpert:
@@ -206,8 +207,6 @@ class DecoyExpert:
         return BotExpert(_Seen(self.env, instrs))
 
     def __call__(self, obs):
-        from gato.experts.noise import LabelledAction
-
         if not self.started:
             self.started = True
             self.decoy = self._make_decoy() if self.rng.random() < self.prob else None

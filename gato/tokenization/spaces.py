@@ -105,12 +105,12 @@ def dict_keys(space: spaces.Dict, order: str = "key") -> list:
     """A Dict's keys in token order. "key": lexicographic (the paper's "ordered lexicographically
     by key"; actions, and observations of models trained before the order below). "modality":
     the paper's observation [text, image patches, tensors], each group by key, so BabyAI's
-    mission comes before its grid; a nested Dict or Tuple goes with its first leaf. Every encoder
-    and decoder of a Dict asks here, so the order is defined once."""
+    mission comes before its grid; a nested Dict or Tuple goes with the earliest group among its
+    leaves. Every encoder and decoder of a Dict asks here, so the order is defined once."""
     keys = sorted(space.spaces)
     if order == "modality":
         rank = {"text": 0, "image": 1}
-        keys.sort(key=lambda k: rank.get(modality(leaves(space.spaces[k])[0][1]), 2))
+        keys.sort(key=lambda k: min(rank.get(modality(leaf), 2) for _, leaf in leaves(space.spaces[k])))
     return keys
 
 
