@@ -17,7 +17,11 @@ def model_card(meta: dict, prompted: list[str], results: dict | None = None, lic
              "## Model", "",
              f"{model.get('num_layers')} layers, width {model.get('width')}, {model.get('num_heads')} heads, "
              f"context {train.get('context') or model.get('context')} tokens, text vocabulary "
-             f"{model.get('text_vocab')} (its SentencePiece model is `tokenizer.model`).", "",
+             f"{model.get('text_vocab')} (its SentencePiece model is `tokenizer.model`). "
+             + ("Observations are read in the paper's order: text, image patches, then tensors."
+                if model.get("observation_order", "key") == "modality" else
+                "Dict observations are read by key alone (trained before the paper's text-first order; "
+                "BabyAI's grid comes before its mission)."), "",
              "## Training", "",
              f"Recipe fields (config.json holds them all): {train.get('steps')} steps of {train.get('batch_size')} "
              f"sequences, peak learning rate {train.get('lr')}, data `{train.get('data')}`, target sigma "

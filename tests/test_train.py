@@ -448,3 +448,7 @@ def test_the_model_card_says_when_the_weights_continued_another_checkpoint():
     merged = {**meta, "merged": {"weight": 0.5, "parents": [{"path": "runs/a"}, {"path": "runs/dq/round-7"}]}}
     assert "0.5 x `runs/a` + 0.5 x `runs/dq/round-7` (`gato merge`" in model_card(merged, [])
     assert "gato merge" not in model_card(meta, [])
+    # the order the observations are read in: a saved model without the field was trained by key
+    assert "BabyAI's grid comes before its mission" in model_card(meta, [])
+    paper = model_card({**meta, "model": {"name": "gato-tiny", "observation_order": "modality"}}, [])
+    assert "the paper's order: text, image patches, then tensors" in paper
