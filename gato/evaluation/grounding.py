@@ -74,22 +74,29 @@ def mission_probe(make_policy: Callable[[Any, int], Policy], seeds: list[int]) -
     env = get_task(LEVEL).make()
     true = [first_pickup(env, make_policy(env, s), s, False) for s in seeds]
     fake = [r for r in (first_pickup(env, make_policy(env, s), s, True) for s in seeds) if r is not None]
+    picked_true = [r for r in true if r["picked"] is not None]
+    picked_fake = [r for r in fake if r["picked"] is not None]
     return {
         "layouts": len(true),
         "true_matches": sum(r["true"] for r in true), "true_chance": sum(r["chance_true"] for r in true),
-        "true_no_pickup": sum(r["picked"] is None for r in true),
+        "true_no_pickup": len(true) - len(picked_true),
+        "true_chance_picked": sum(r["chance_true"] for r in picked_true),
         "made_up_layouts": len(fake),
         "made_up_followed": sum(r["named"] for r in fake), "made_up_chance": sum(r["chance_named"] for r in fake),
         "made_up_true_target": sum(r["true"] for r in fake),
-        "made_up_no_pickup": sum(r["picked"] is None for r in fake),
+        "made_up_no_pickup": len(fake) - len(picked_fake),
+        "made_up_chance_picked": sum(r["chance_named"] for r in picked_fake),
     }
 
 
 def probe_table(r: dict) -> str:
-    return "\n".join([
-        "| run | first pickup as named | chance (uniform choice among the room's objects) | no pickup |",
-        "|---|---|---|---|",
-        f"| true mission | {r['true_matches']} of {r['layouts']} | {r['true_chance']:.1f} | {r['true_no_pickup']} |",
-        f"| made-up mission | {r['made_up_followed']} of {r['made_up_layouts']} | {r['made_up_chance']:.1f} | "
-        f"{r['made_up_no_pickup']} |",
-    ])
+    """Counts over all layouts, and over those with a pickup (a policy may learn not to pick up
+    rather than to choose: then only the second says whether its choices read the mission)."""
+    rows = [("true mission", r["true_matches"], r["layouts"], r["true_chance"], r["true_no_pickup"],
+             r["true_chance_picked"]),
+            ("made-up mission", r["made_up_followed"], r["made_up_layouts"], r["made_up_chance"],
+             r["made_up_no_pickup"], r["made_up_chance_picked"])]
+    return "\n".join(["| run | first pickup as named | chance (uniform choice among the room's objects) | no pickup "
+                      "| as named, of the runs with a pickup (chance) |", "|---|---|---|---|---|"]
+                     + [f"| {name} | {hit} of {n} | {chance:.1f} | {none} | {hit} of {n - none} ({picked:.1f}) |"
+                        for name, hit, n, chance, none, picked in rows])
