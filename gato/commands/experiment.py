@@ -239,7 +239,8 @@ def experiment_mission(checkpoint: Positional[Path], layouts: int = 40, first_se
     """Does CHECKPOINT read BabyAI's mission? Runs LAYOUTS PickupDist layouts to the first pickup,
     with the true mission and with a made-up one naming another object, and counts the first
     pickups that match against a uniform choice's chance (gato/evaluation/grounding.py).
-    Writes OUT/results.md and OUT/results.json; a finished folder is reported, not rerun.
+    Writes OUT/results.md and the counts in OUT/cells/probe.json; a finished folder is reported,
+    not rerun.
 
     Args:
         checkpoint: the checkpoint (checkpoint or run folder); prompted with its own prompts.
