@@ -160,6 +160,19 @@ class _Seen:
         return getattr(self._env, name)
 
 
+OBJECT_KINDS = ("ball", "box", "key")  # what the go-to and pick-up levels place and name
+
+
+def room_objects(u) -> list[tuple[str, str]]:
+    """(type, colour) of every ball, box and key on an unwrapped level's grid."""
+    return [(o.type, o.color) for o in u.grid.grid if o is not None and o.type in OBJECT_KINDS]
+
+
+def describes(desc: ObjDesc, obj: tuple[str, str]) -> bool:
+    """Whether a mission's object description (type and/or colour) fits a (type, colour) object."""
+    return desc.type in (None, obj[0]) and desc.color in (None, obj[1])
+
+
 def check_decoy(env: gym.Env, task: str = "") -> None:
     """Decoys need a mission that names one object (BabyAI's go-to and pick-up levels)."""
     instrs = getattr(env.unwrapped, "instrs", None)
@@ -197,9 +210,7 @@ class DecoyExpert:
     def _make_decoy(self) -> BotExpert | None:
         u = self.env.unwrapped
         check_decoy(self.env)
-        want = u.instrs.desc
-        others = sorted({(o.type, o.color) for o in u.grid.grid if o is not None and o.type in ("ball", "box", "key")
-                         and not ((want.type in (None, o.type)) and (want.color in (None, o.color)))})
+        others = sorted({o for o in room_objects(u) if not describes(u.instrs.desc, o)})
         if not others:
             return None
         instrs = type(u.instrs)(ObjDesc(*others[self.rng.integers(len(others))]))

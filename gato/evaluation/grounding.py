@@ -18,26 +18,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gato.envs.babyai import describes, room_objects
+
 LEVEL = "babyai/PickupDist"
-KINDS = ("ball", "box", "key")  # what PickupDist places and names
 
 
 class Policy(Protocol):
     def __call__(self, observation: Any) -> int: ...
 
 
-def _objects(u) -> list[tuple[str, str]]:
-    return [(o.type, o.color) for o in u.grid.grid if o is not None and o.type in KINDS]
-
-
-def _matches(desc, obj: tuple[str, str]) -> bool:
-    return desc.type in (None, obj[0]) and desc.color in (None, obj[1])
-
-
 def made_up_mission(u, seed: int) -> tuple[str, tuple[str, str]] | None:
     """A mission naming an object the true one does not, alone of its colour and type (None: none)."""
-    objs = _objects(u)
-    others = sorted({o for o in objs if not _matches(u.instrs.desc, o) and objs.count(o) == 1})
+    objs = room_objects(u)
+    others = sorted({o for o in objs if not describes(u.instrs.desc, o) and objs.count(o) == 1})
     if not others:
         return None
     named = others[np.random.default_rng(seed).integers(len(others))]
@@ -48,23 +41,23 @@ def first_pickup(env, policy: Policy, seed: int, made_up: bool) -> dict | None:
     """One run of a layout to the first pickup (None: no made-up mission fits this layout)."""
     obs, _ = env.reset(seed=seed)
     u = env.unwrapped
-    objs, named, mission = _objects(u), None, None
+    objs, named, mission = room_objects(u), None, None
     if made_up:
         fake = made_up_mission(u, seed)
         if fake is None:
             return None
         mission, named = fake
+    got = None
     for _ in range(u.max_steps):
         obs, _, terminated, truncated, _ = env.step(policy(obs if mission is None else dict(obs, mission=mission)))
         if u.carrying is not None:
             got = (u.carrying.type, u.carrying.color)
-            return {"picked": got, "true": _matches(u.instrs.desc, got), "named": named == got,
-                    "chance_true": sum(_matches(u.instrs.desc, o) for o in objs) / len(objs),
-                    "chance_named": 1 / len(objs)}
+            break
         if terminated or truncated:
             break
-    return {"picked": None, "true": False, "named": False,
-            "chance_true": sum(_matches(u.instrs.desc, o) for o in objs) / len(objs), "chance_named": 1 / len(objs)}
+    return {"picked": got, "true": got is not None and describes(u.instrs.desc, got),
+            "named": got is not None and named == got,
+            "chance_true": sum(describes(u.instrs.desc, o) for o in objs) / len(objs), "chance_named": 1 / len(objs)}
 
 
 def mission_probe(make_policy: Callable[[Any, int], Policy], seeds: list[int]) -> dict:
