@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/gato demo
 
+# --timeout: a test that hangs fails with every thread's stack instead of stalling CI
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --timeout 600
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -q -m ''

@@ -16,10 +16,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from functools import partial
 from pathlib import Path
 
@@ -55,8 +57,31 @@ def _rank(rank: int, world: int, port: int, runs: list[dict]) -> None:
         train(**kw(rank) if callable(kw) else kw)
 
 
-def launch(runs: list, world: int = 2) -> None:
-    mp.spawn(_rank, args=(world, free_port(), runs), nprocs=world, join=True)
+def launch(runs: list, world: int = 2, timeout_s: float = 300) -> None:
+    """mp.spawn with a deadline: ranks still running after `timeout_s` are killed and the test fails
+    (a hung collective must not hang the suite)."""
+    ctx = mp.spawn(_rank, args=(world, free_port(), runs), nprocs=world, join=False)
+    deadline = time.monotonic() + timeout_s
+    while not ctx.join(timeout=max(1.0, deadline - time.monotonic())):
+        if time.monotonic() >= deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"ranks still running after {timeout_s:.0f} s: killed")
+
+
+def run_to_end(cmd: list[str], env: dict, timeout_s: float = 240) -> tuple[int, str]:
+    """Run `cmd` in its own process group and return (exit code, stdout + stderr); past the deadline
+    the whole group is killed (torchrun's ranks too, which would otherwise keep the pipes open and
+    hang the wait) and the test fails with what it printed."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[:4])} ... still running after {timeout_s:.0f} s: killed\n{out[-3000:]}")
+    return proc.returncode, out
 
 
 def assert_close_weights(a: Path, b: Path) -> None:
@@ -168,11 +193,9 @@ def test_a_killed_rank_stops_the_run_and_it_resumes(runs, tmp_path):
     for k in ("recipe", "steps", "batch_size", "context", "lr", "warmup", "log_every", "checkpoint_every", "precision"):
         args += [f"--{k.replace('_', '-')}", str(RUN[k])]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", str(free_port()), str(script), *args],
-                          capture_output=True, text=True, timeout=240, env=env)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
+    code, out = run_to_end([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                            "--master_port", str(free_port()), str(script), *args], env)
+    assert code != 0
     assert re.search(r"rank\s*:\s*1 \(local_rank: 1\)\s*exitcode\s*:\s*-9", out), out[-3000:]
     assert ckpt.latest_checkpoint(tmp_path / "run").name == MIDDLE
     assert train(tmp_path / "run", resume=True, **RUN)["step"] == RUN["steps"]
