@@ -43,6 +43,20 @@ def test_merge_writes_the_interpolated_weights_and_both_parents(tmp_path):
     assert all(torch.equal(ckpt.load_weights(ends)[k], base[k]) for k in base)
 
 
+def test_a_config_saved_before_a_field_existed_merges_with_one_that_has_its_default(tmp_path):
+    """The shipped checkpoint predates `observation_order`, so it reads Dicts in key order; a round
+    trained from it saves the field ("key") and merges with it (`gato dagger --keep`). One that
+    reads another order is another model."""
+    model = ckpt.load_meta(SHIPPED)["model"]
+    assert "observation_order" not in model
+    _moved_copy(tmp_path / "round", model={**model, "observation_order": "key"})
+    out = merge(SHIPPED, tmp_path / "round", out=tmp_path / "mid")
+    assert ckpt.load_meta(out)["model"]["observation_order"] == "key"
+    _moved_copy(tmp_path / "text-first", model={**model, "observation_order": "modality"})
+    with pytest.raises(ValueError, match="are different models"):
+        merge(SHIPPED, tmp_path / "text-first", out=tmp_path / "x")
+
+
 def test_merge_refuses_other_models_bad_weights_and_existing_outputs(tmp_path):
     model = ckpt.load_meta(SHIPPED)["model"]
     _moved_copy(tmp_path / "wider", model={**model, "width": model["width"] * 2})

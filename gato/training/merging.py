@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gato.config import ModelConfig
 from gato.training import checkpoint as ckpt
 from gato.training.config import TOKENIZER_FILE
 from gato.training.loading import checkpoint_folder, load_tokenizer
@@ -19,8 +20,10 @@ def merge_checkpoints(first: Path, second: Path, out: Path, weight: float) -> Pa
     second's config and a record of both parents (path, step, weights' sha256) under "merged"."""
     a, b = checkpoint_folder(first), checkpoint_folder(second)
     meta_a, meta_b = ckpt.load_meta(a), ckpt.load_meta(b)
-    if meta_a.get("model") != meta_b.get("model"):
-        raise ValueError(f"{a} and {b} are different models ({meta_a.get('model')} vs {meta_b.get('model')}): "
+    # compared as configs, so a field added since one of them was saved takes its default there
+    model_a, model_b = (ModelConfig.from_dict(m["model"]).to_dict() for m in (meta_a, meta_b))
+    if model_a != model_b:
+        raise ValueError(f"{a} and {b} are different models ({model_a} vs {model_b}): "
                          "only checkpoints of one model can be merged")
     text_a, text = load_tokenizer(a), load_tokenizer(b)
     if text_a.sha256 != text.sha256:
