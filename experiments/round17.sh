@@ -8,9 +8,10 @@
 #
 # Resumable: rerun after a kill; a stage whose marker exists is skipped, and the commands it runs
 # resume themselves. Sizes come from the environment so that a smoke run can shrink them, e.g.
-#   OUT=runs/r17-smoke EPISODES=2 ATARI_EPISODES=1 BABYAI_EPISODES=3 DECOYS=4 ROLLOUTS=2 STEPS=2 \
+#   OUT=runs/r17-smoke EPISODES=8 ATARI_EPISODES=1 BABYAI_EPISODES=3 DECOYS=4 ROLLOUTS=2 STEPS=2 \
 #   EVAL_EPISODES=1 TASKS="control/cartpole babyai/PickupDist" EVAL_TASKS="control/cartpole" \
 #   LAYOUTS=2 bash experiments/round17.sh
+# (with 2 episodes a task, Reacher's noisy demonstrations can all fall below the return filter).
 # Not yet run at full size. By the earlier rounds' timings on a 2-core Intel Xeon it needs about
 # 3.5 hours of both cores (collection 15 min, rollouts 45, training 25, two evaluations 45-60
 # each), and 3-4 times that on the slower AMD EPYC of docs/benchmarks.md.
