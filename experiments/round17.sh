@@ -2,7 +2,7 @@
 # Round 17 (docs/quality.md, "Reading the mission" and "Round 17's budget for reading"), from nothing
 # but the repository: the data root of docs/gato-tiny.md's recipe plus 50,000 decoy episodes for each
 # of BabyAI PickupDist and GoToLocal, then one DAgger round from the shipped gato-tiny on the 28
-# non-Atari core tasks, with half of the control rows for the two levels that must read the mission
+# non-Atari core tasks, with half of the rows for the two levels that must read the mission
 # (as many of their rows as the BabyAI-only run that first chose by the mission), averaged with its
 # start (--keep); then the non-Atari core evaluation of the round and of the shipped checkpoint on
 # the same machine for a paired `gato compare`, the mission probe, and the round's Atari evaluation.
