@@ -3,7 +3,7 @@
 # but the repository: the data root of docs/gato-tiny.md's recipe plus 50,000 decoy episodes for each
 # of BabyAI PickupDist and GoToLocal, then one DAgger round from the shipped gato-tiny on the 28
 # non-Atari core tasks, with half of the rows for the two levels that must read the mission
-# (as many of their rows as the BabyAI-only run that first chose by the mission), averaged with its
+# (34,000 rows, 70% of those of the BabyAI-only run that first chose by the mission), averaged with its
 # start (--keep); then the non-Atari core evaluation of the round and of the shipped checkpoint on
 # the same machine for a paired `gato compare`, the mission probe, and the round's Atari evaluation.
 #
@@ -14,7 +14,7 @@
 #   bash experiments/round17.sh
 # (with 2 episodes a task, Reacher's noisy demonstrations can all fall below the return filter).
 # Not yet run at full size. By the earlier rounds' timings on a 2-core Intel Xeon with bf16 training
-# it needs about 2.5-3 hours of both cores (collection 15 min, rollouts 25, training 55-70, two
+# it needs about 2.5-3 hours of both cores (collection 15 min, rollouts 25, training 52-71, two
 # non-Atari evaluations 20 each, the Atari evaluation 25-30), and 3-4 times that on the slower AMD
 # EPYC of docs/benchmarks.md.
 set -euo pipefail
