@@ -27,6 +27,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("scores",): ("gato.commands.data:scores", "measure expert and random reference scores per task"),
     ("collect",): ("gato.commands.data:collect", "record expert episodes of tasks or domains into datasets"),
     ("data-report",): ("gato.commands.data:data_report", "what each task's demonstrations can teach"),
+    ("mixture",): ("gato.commands.train:mixture", "a training mixture's share of rows and of the loss per source"),
     ("minari", "import"): ("gato.commands.minari:minari_import", "convert a local Minari dataset into a task folder"),
     ("minari", "export"): ("gato.commands.minari:minari_export", "write a task's episodes as a Minari dataset"),
     ("finetune",): ("gato.commands.finetune:finetune", "fine-tune a checkpoint on a few demonstrations of a task"),

@@ -210,13 +210,15 @@ def test_rows_of_a_rank():
         Dist(0, 2).rows(6, grad_accum=2)
 
 
-def test_accumulation_and_loader_workers_change_nothing(tmp_path):
+@pytest.mark.parametrize("weighting", ["token", "row"])
+def test_accumulation_and_loader_workers_change_nothing(tmp_path, weighting):
     """One process: 2 micro-batches per step and a worker process building batches give the
-    weights of the plain run (the same rows, the same global normalisation)."""
+    weights of the plain run (the same rows, the same global normalisation, per target or per row)."""
     from gato.training.trainer import Trainer
 
     cfg = dataclasses.replace(TRAIN_PRESETS["test-linear-adam"], steps=2, batch_size=4, context=64, warmup=1,
-                              precision="fp32")  # bf16 products would differ with the summation order
+                              precision="fp32",  # bf16 products would differ with the summation order
+                              loss_weighting=weighting)
     plain = Trainer(cfg)
     plain.fit(progress=False)
     split = Trainer(dataclasses.replace(cfg, grad_accum=2, loader_workers=1))

@@ -3,6 +3,8 @@ episode-start windows, action-balanced mixtures, bf16 training."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -179,3 +181,37 @@ def test_executed_actions_are_the_history_and_labels_the_targets(tmp_path):
     back = TaskDataset(tmp_path, "t/c").episodes("dagger")
     np.testing.assert_array_equal(back[0].executed[0], ep.executed[0])
     np.testing.assert_array_equal(back[1].executed[1], ep.actions[1])
+
+
+def test_loss_weighting_is_checked_and_reaches_the_step():
+    """The same first batch from the same weights: the row-weighted loss is another number."""
+    import dataclasses
+
+    from gato.training.config import TRAIN_PRESETS
+
+    with pytest.raises(ValueError, match="loss_weighting must be token or row, got 'task'"):
+        TrainConfig(loss_weighting="task")
+    cfg = dataclasses.replace(TRAIN_PRESETS["tiny"], steps=1, batch_size=4, context=64, precision="fp32")
+    token, row = Trainer(cfg), Trainer(dataclasses.replace(cfg, loss_weighting="row"))
+    batch = token.data.sample_batch(4, 64)
+    assert len(set(batch.loss_mask[:, 1:].sum(1).tolist())) > 1  # rows hold different target counts
+    assert float(token.train_step(batch)[0]) != pytest.approx(float(row.train_step(batch)[0]), rel=1e-4)
+
+
+def test_mixture_shares_count_the_rows_training_draws():
+    """`gato mixture`: the shares are those of the rows training draws, and a source whose rows hold
+    few targets gets less of a target-averaged loss than of the rows."""
+    from gato.commands.train import mixture
+    from gato.tokenization.text import TextTokenizer
+    from gato.training.config import TRAIN_PRESETS, build_mixture
+
+    out = {r["source"]: r for r in mixture(Path("synthetic"), recipe="tiny", context=64, rows=64)}
+    assert sum(r["rows"] for r in out.values()) == pytest.approx(1.0)
+    assert sum(r["targets"] for r in out.values()) == pytest.approx(1.0)
+    cfg = TRAIN_PRESETS["tiny"]
+    mix = build_mixture(cfg, get_preset(cfg.preset), TextTokenizer.default(), 64)
+    total = sum(int(mix.batch(s, range(cfg.batch_size), 64).loss_mask[:, 1:].sum())
+                for s in range(64 // cfg.batch_size))
+    assert total == pytest.approx(sum(r["rows"] * 64 * r["targets_per_row"] for r in out.values() if r["rows"]))
+    thin = min((r for r in out.values() if r["rows"]), key=lambda r: r["targets_per_row"])
+    assert thin["targets"] < thin["rows"]

@@ -21,7 +21,7 @@ from gato.data.sampling import collate
 from gato.tokenization.text import TextTokenizer
 from gato.tokenization.vocab import Kind, TokenMap
 from gato.training import checkpoint as ckpt
-from gato.training.loss import masked_loss, target_mask
+from gato.training.loss import loss_units, masked_loss, target_mask
 from gato.training.schedule import lr_at
 from gato.commands.train import train
 from gato.training.config import TrainConfig
@@ -94,6 +94,28 @@ def test_only_target_positions_count():
     t = loss_mask.nonzero()[-1]
     ids3[t[0], t[1]] = (ids3[t[0], t[1]] + 1) % V
     assert masked_loss(full[sel], ids3, kinds, loss_mask)[0] != loss
+
+
+def test_row_weighting_averages_each_row_once():
+    """loss_weighting row: each row's targets are averaged, then rows with a target are averaged,
+    so a row of 2 targets counts as much as a row of 9 (token weighting: 9 / 11 of the loss)."""
+    g = torch.Generator().manual_seed(1)
+    T, V = 12, 11
+    loss_mask = torch.zeros(3, T, dtype=torch.bool)
+    loss_mask[0, [3, 7]] = True  # 2 targets
+    loss_mask[1, 2:11] = True  # 9 targets
+    loss_mask[2, 0] = True  # position 0 is never a target: this row has none
+    kinds = torch.full((3, T), int(Kind.TEXT), dtype=torch.uint8)
+    ids = torch.randint(0, V, (3, T), generator=g)
+    sel = target_mask(loss_mask)
+    logits = torch.randn(int(sel.sum()), V, generator=g)
+    ce = torch.nn.functional.cross_entropy(logits, ids[:, 1:][loss_mask[:, 1:]], reduction="none")
+    by_row = ce[:2].mean(), ce[2:].mean()
+    row, _ = masked_loss(logits, ids, kinds, loss_mask, per_row=True)
+    assert torch.allclose(row, (by_row[0] + by_row[1]) / 2)
+    token, _ = masked_loss(logits, ids, kinds, loss_mask)
+    assert torch.allclose(token, ce.mean()) and not torch.allclose(row, token)
+    assert loss_units(loss_mask) == 11 and loss_units(loss_mask, per_row=True) == 2
 
 
 def test_no_targets_gives_zero_loss_with_a_graph():

@@ -26,7 +26,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
            lr: float | None = None, beta: float = 0.0, decode: Literal["auto", "argmax", "median"] = "auto",
            device: str = "auto", max_minutes: float | None = None, progress: bool = True,
            discrete_temperature: float | None = DISCRETE_TEMPERATURE, first_round: int = 1, keep: float = 0.0,
-           task_weights: tuple[str, ...] | None = None) -> dict:
+           task_weights: tuple[str, ...] | None = None,
+           loss_weighting: Literal["token", "row"] | None = None) -> dict:
     """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
     task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
 
@@ -66,6 +67,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         task_weights: TASK=FACTOR entries that multiply a task's share of the rounds' training
             rows, to train the tasks that lag more (default: the checkpoint's own, for the tasks
             the rounds train on).
+        loss_weighting: token or row: how the rounds' loss averages its targets (default: the
+            checkpoint's own; `gato train --loss-weighting`).
     """
     from gato.data.datasets import find_tasks
     from gato.envs import resolve
@@ -103,6 +106,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
     else:  # the checkpoint's own, for the tasks these rounds still train on
         own = parse_task_weights(base.task_weights)  # in entry order, one per entry
         base = dataclasses.replace(base, task_weights=tuple(e for e, t in zip(base.task_weights, own) if t in trained))
+    if loss_weighting is not None:
+        base = dataclasses.replace(base, loss_weighting=loss_weighting)
     out = Path(out)
     with folder_lock(out, "gato dagger"):
         return _rounds(start, base, root, chosen, range(first_round, rounds + 1), episodes, steps, out, envs, lr,

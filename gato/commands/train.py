@@ -28,7 +28,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           init: str | None = None, observation_order: Literal["modality", "key"] | None = None,
           start_prob: float | None = None, task_balance: float | None = None,
           task_weights: tuple[str, ...] | None = None,
-          target_sigma: float | None = None, min_return: float | None = None, prompt_prob: float | None = None,
+          target_sigma: float | None = None, loss_weighting: Literal["token", "row"] | None = None,
+          min_return: float | None = None, prompt_prob: float | None = None,
           weight_decay: float | None = None, keep_checkpoints: int | None = None, max_episodes: int | None = None,
           final_lr_ratio: float | None = None, betas: tuple[float, float] | None = None, eps: float | None = None,
           grad_clip: float | None = None, prompt_tokens: int | None = None,
@@ -76,6 +77,9 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         task_weights: TASK=FACTOR entries that multiply a task's share of the control rows
             (more rows for a task that lags; docs/quality.md).
         target_sigma: > 0: continuous action targets are Gaussian histograms this many bins wide.
+        loss_weighting: token (the paper: the loss is a mean over target tokens, so text rows
+            dominate it) or row (every row weighs the same, so each task's share of the gradient
+            is its share of rows; docs/quality.md).
         min_return: keep demonstrations with at least this fraction of the expert's return.
         prompt_prob: share of control windows prepended with a demonstration prompt.
         weight_decay: AdamW weight decay of the matrices.
@@ -153,6 +157,53 @@ def _learning_curve(cfg, every: int, tasks: tuple[str, ...], episodes: int):
         print(f"step {trainer.step}: learning curve mean {100 * (point['mean'] or 0):.1f}% of expert, "
               f"{point['above_50']} of {len(names)} tasks at or above 50%", flush=True)
     return on_save
+
+
+def mixture(data: Positional[Path], recipe: str = "gato-tiny", preset: str | None = None,
+            tasks: tuple[str, ...] = (), suite: str | None = None, task_balance: float | None = None,
+            task_weights: tuple[str, ...] = (), vl_weight: float | None = None, context: int | None = None,
+            rows: int = 2000) -> list[dict]:
+    """Print where a training mixture's rows and loss go: per task and vision-language set, its
+    share of rows and of loss targets. A loss averaged over targets (`--loss-weighting token`, the
+    paper) gives each its target share of the gradient, so a task of 150-token timesteps with one
+    action (BabyAI) can hold half the rows and 3% of the gradient (docs/quality.md).
+
+    Args:
+        data: dataset root (made by `gato collect`).
+        recipe: training preset whose mixture settings apply (start_prob, task_balance, ...).
+        preset: model preset (its token map and context); default: the recipe's.
+        tasks: tasks of DATA to include (default: all).
+        suite: include this named suite's tasks.
+        task_balance: as `gato train --task-balance`.
+        task_weights: as `gato train --task-weights` (TASK=FACTOR).
+        vl_weight: as `gato train --vl-weight`.
+        context: tokens per row (default: the recipe's).
+        rows: rows to draw (the shares are their counts).
+    """
+    from gato.config import get_preset
+    from gato.tokenization.text import TextTokenizer
+    from gato.training.config import build_mixture
+
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    if suite is not None:
+        from gato.suites import with_suite
+
+        tasks = with_suite(tuple(tasks), suite)
+    if recipe not in TRAIN_PRESETS:
+        raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(TRAIN_PRESETS)}")
+    given = {"tasks": tuple(tasks), "task_weights": tuple(task_weights), "task_balance": task_balance,
+             "vl_weight": vl_weight, "context": context, "data": str(data)}
+    cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **{k: v for k, v in given.items() if v is not None})
+    model_cfg = get_preset(preset or cfg.preset)
+    length = cfg.context or model_cfg.context
+    mix = build_mixture(cfg, model_cfg, TextTokenizer.default(), length)
+    out = sorted(mix.shares(rows, length, cfg.batch_size), key=lambda r: -r["targets"])
+    print(f"{'source':<36} {'rows':>7} {'targets/row':>12} {'loss (token)':>13}")
+    for r in out:
+        tpr = "-" if r["targets_per_row"] is None else f"{r['targets_per_row']:.1f}"
+        print(f"{r['source']:<36} {r['rows']:>7.1%} {tpr:>12} {r['targets']:>13.1%}")
+    return out
 
 
 def export(checkpoint: Positional[Path], out: Path, data: Path | None = None, force: bool = False,

@@ -204,10 +204,14 @@ class Mixture:
         self.sources, self.tm, self.weights = sources, tm, w / w.sum()
         self.seed, self.step = seed, 0
 
-    def sample_row(self, step: int, row: int, length: int) -> Sequence:
+    def _draw(self, step: int, row: int) -> tuple[int, np.random.Generator]:
+        """The source of row `row` of step `step`, and the generator that then draws its window."""
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, step, row])))
-        seq = self.sources[int(rng.choice(len(self.sources), p=self.weights))].sample(rng, length)
-        return _draw_patch_positions(seq, rng)
+        return int(rng.choice(len(self.sources), p=self.weights)), rng
+
+    def sample_row(self, step: int, row: int, length: int) -> Sequence:
+        i, rng = self._draw(step, row)
+        return _draw_patch_positions(self.sources[i].sample(rng, length), rng)
 
     def batch(self, step: int, rows: range, length: int) -> Batch:
         """Rows `rows` of the global batch of `step` (a rank's share, or a micro-batch)."""
@@ -218,6 +222,20 @@ class Mixture:
         out = self.batch(self.step, range(batch_size), length)
         self.step += 1
         return out
+
+    def shares(self, rows: int, length: int, batch_size: int = 16) -> list[dict]:
+        """Per source: its share of the first `rows` rows training draws (batches of `batch_size`)
+        and its share of their loss targets. A loss averaged over targets gives each source its
+        target share of the gradient, one averaged over rows its row share."""
+        drawn = np.zeros(len(self.sources)), np.zeros(len(self.sources))
+        for r in range(rows):
+            i, rng = self._draw(r // batch_size, r % batch_size)
+            drawn[0][i] += 1
+            drawn[1][i] += int(self.sources[i].sample(rng, length).loss_mask[1:].sum())
+        n, t = drawn
+        return [{"source": s.name, "weight": float(w), "rows": float(n[i] / max(rows, 1)),
+                 "targets_per_row": float(t[i] / n[i]) if n[i] else None,
+                 "targets": float(t[i] / max(t.sum(), 1))} for i, (s, w) in enumerate(zip(self.sources, self.weights))]
 
     def fingerprint(self) -> str:
         """A hash of the sources' names, weights and contents: ranks compare it before training."""

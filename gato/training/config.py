@@ -52,6 +52,10 @@ class TrainConfig:
     task_balance: float = 0.0  # 0: equal rows per task; 1: equal action tokens per task (docs/quality.md)
     task_weights: tuple[str, ...] = ()  # "TASK=FACTOR": multiply a lagging task's share of control rows
     target_sigma: float = 0.0  # > 0: continuous action targets are Gaussian histograms of this many bins
+    # How the loss averages its targets: "token" (the paper: every target weighs the same, so a text
+    # row of 500 targets outweighs a BabyAI row of 3 by 170x) or "row" (every row weighs the same, so
+    # each source's share of the gradient is its share of rows; docs/quality.md, "Whose loss it is").
+    loss_weighting: str = "token"
     init: str = ""  # start from this checkpoint's weights (fine-tuning, DAgger rounds); optimizer fresh
     # A Dict observation's token order (gato.tokenization.spaces.dict_keys): "modality" (the paper's
     # text, images, tensors), "key", or "": the order --init's weights were trained with, else modality.
@@ -92,6 +96,8 @@ class TrainConfig:
             raise ValueError(f"target_sigma, warmup and context must be >= 0 and lr > 0, got "
                              f"{self.target_sigma}, {self.warmup}, {self.context} and {self.lr}")
         parse_task_weights(self.task_weights)
+        if self.loss_weighting not in ("token", "row"):
+            raise ValueError(f"loss_weighting must be token or row, got {self.loss_weighting!r}")
         if self.grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {self.grad_accum}")
         if self.loader_workers < 0:

@@ -22,17 +22,25 @@ def target_mask(loss_mask: torch.Tensor) -> torch.Tensor:
     return m
 
 
+def loss_units(loss_mask: torch.Tensor, per_row: bool = False) -> int:
+    """What the loss is a mean over: target tokens, or (`per_row`) rows holding a target."""
+    counts = loss_mask[:, 1:].sum(1)
+    return int((counts > 0).sum()) if per_row else int(counts.sum())
+
+
 def masked_loss(logits: torch.Tensor, ids: torch.Tensor, kinds: torch.Tensor,
                 loss_mask: torch.Tensor, total: torch.Tensor | float | None = None, *,
-                sigma: float = 0.0, continuous: tuple[int, int] | None = None
+                sigma: float = 0.0, continuous: tuple[int, int] | None = None, per_row: bool = False
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """`logits` (N, V) at the positions of target_mask(loss_mask), in row-major order.
 
-    Returns the loss summed over targets and divided by `total` (default: this batch's target
-    count, i.e. the mean; a step split over micro-batches and ranks passes its global count so the
-    parts' gradients add up to the whole batch's) and, per group (text, discrete_action,
-    continuous_action), the (sum, count) tensors, to be reduced when logged. With `sigma` > 0,
-    continuous action targets are Gaussian histograms over the id range `continuous` [lo, hi)."""
+    Returns the loss summed over targets and divided by `total` (default: this batch's
+    `loss_units`, i.e. the mean; a step split over micro-batches and ranks passes its global count
+    so the parts' gradients add up to the whole batch's) and, per group (text, discrete_action,
+    continuous_action), the unweighted (sum, count) tensors, to be reduced when logged. With
+    `per_row`, each target weighs 1 / its row's target count, so every row adds the same to the
+    sum. With `sigma` > 0, continuous action targets are Gaussian histograms over the id range
+    `continuous` [lo, hi)."""
     targets = loss_mask.clone()
     targets[:, 0] = False  # the first position has no context
     tgt_ids, tgt_kinds = ids[targets], kinds[targets]
@@ -44,7 +52,13 @@ def masked_loss(logits: torch.Tensor, ids: torch.Tensor, kinds: torch.Tensor,
     for name, ks in LOSS_GROUPS.items():
         m = torch.isin(tgt_kinds, torch.tensor([int(k) for k in ks], device=kinds.device, dtype=kinds.dtype))
         groups[name] = torch.stack([(ce * m).sum(), m.sum().to(ce.dtype)])
-    loss = ce.sum() / (ce.numel() if total is None else total) if ce.numel() else logits.sum() * 0.0
+    if not ce.numel():
+        return logits.sum() * 0.0, groups
+    weighted = ce
+    if per_row:
+        per = targets.sum(1, keepdim=True).clamp(min=1).to(ce.dtype).expand_as(targets)
+        weighted = ce / per[targets]
+    loss = weighted.sum() / (loss_units(loss_mask, per_row) if total is None else total)
     return loss, groups
 
 

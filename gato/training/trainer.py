@@ -30,7 +30,7 @@ from gato.tokenization.text import TextTokenizer
 from gato.training import checkpoint as ckpt
 from gato.training import distributed, precision
 from gato.training.distributed import LARGE_PRESETS, Dist
-from gato.training.loss import masked_loss, target_mask
+from gato.training.loss import loss_units, masked_loss, target_mask
 from gato.training.config import EXECUTION_FIELDS, TOKENIZER_FILE, TrainConfig, build_mixture
 from gato.training.growing import expansion, grow_depth
 from gato.training.loading import checkpoint_folder
@@ -153,8 +153,9 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def train_step(self, batches: Batch | list[Batch]) -> tuple[torch.Tensor, dict]:
         """One optimizer step over this rank's micro-batches. Each micro-batch's loss is its summed
-        target losses over the step's global target count (times the world size, which DDP / FSDP
-        divide back out), so the gradient is the whole global batch's mean whatever the split.
+        target losses over the step's global count of targets (or of rows, `loss_weighting` row;
+        times the world size, which DDP / FSDP divide back out), so the gradient is the whole
+        global batch's mean whatever the split.
 
         Returns this rank's share of the global mean loss (the shares sum to it) and its per-group
         (sum, count) of target losses."""
@@ -165,7 +166,8 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         torch.manual_seed(step_seed(self.cfg.seed, self.step, self.dist.rank))  # dropout of this step
-        targets = torch.tensor(float(sum(int(b.loss_mask[:, 1:].sum()) for b in micro)), device=self.device)
+        per_row = self.cfg.loss_weighting == "row"
+        targets = torch.tensor(float(sum(loss_units(b.loss_mask, per_row) for b in micro)), device=self.device)
         per_rank = distributed.all_reduce_sum(targets, self.dist).clamp(min=1) / self.dist.world
         self.optimizer.zero_grad(set_to_none=True)
         share, sums = torch.zeros((), device=self.device), {}
@@ -176,7 +178,7 @@ class Trainer:
                         precision.autocast(self.precision, self.device):
                     logits, _ = self.engine(*b.inputs(), logits_at=target_mask(b.loss_mask))
                     loss, groups = masked_loss(logits, b.targets, b.kinds, b.loss_mask, total=per_rank,
-                                               sigma=self.cfg.target_sigma,
+                                               sigma=self.cfg.target_sigma, per_row=per_row,
                                                continuous=self.model_cfg.token_map.continuous_range())
                 loss.backward()
                 share += loss.detach() / self.dist.world
