@@ -116,9 +116,10 @@ def test_a_dagger_round_writes_labelled_shards_trains_and_resumes(tmp_path):
 def test_dagger_keep_starts_each_round_from_its_merge_with_the_start(tmp_path):
     _, base = _pendulum_run(tmp_path, episodes=2, test_episodes=0)
     log = dagger(base, rounds=2, episodes=1, steps=3, out=tmp_path / "d", envs=1, progress=False, keep=0.25,
-                 task_weights=("control/pendulum=2",))
-    assert ckpt.load_meta(ckpt.latest_checkpoint(tmp_path / "d" / "round-1"))["train"]["task_weights"] == \
-        ["control/pendulum=2"]  # the rounds train with the weights given, saved with each checkpoint
+                 task_weights=("control/pendulum=2",), loss_weighting="row")
+    saved = ckpt.load_meta(ckpt.latest_checkpoint(tmp_path / "d" / "round-1"))["train"]
+    # the rounds train with the weights and the loss given, saved with each checkpoint
+    assert saved["task_weights"] == ["control/pendulum=2"] and saved["loss_weighting"] == "row"
     merged = [tmp_path / "d" / f"round-{r}-merged" for r in (1, 2)]
     assert log["rounds"]["2"]["policy"] == str(merged[0]) and log["final"] == str(merged[1])
     starts = [ckpt.latest_checkpoint(base), merged[0]]
