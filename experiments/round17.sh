@@ -3,8 +3,9 @@
 # but the repository: the data root of docs/gato-tiny.md's recipe plus 50,000 decoy episodes for each
 # of BabyAI PickupDist and GoToLocal, then one DAgger round from the shipped gato-tiny on the 28
 # non-Atari core tasks, with half of the rows for the two levels that must read the mission
-# (34,000 rows, 70% of those of the BabyAI-only run that first chose by the mission), averaged with its
-# start (--keep); then the non-Atari core evaluation of the round and of the shipped checkpoint on
+# (34,000 rows, 70% of those of the BabyAI-only run that first chose by the mission) and a loss that
+# weighs every row the same (docs/quality.md, "Whose loss it is": averaged over targets, those rows
+# of three action targets each would be about 4% of the loss), averaged with its start (--keep); then the non-Atari core evaluation of the round and of the shipped checkpoint on
 # the same machine for a paired `gato compare`, the mission probe, and the round's Atari evaluation.
 #
 # Resumable: rerun after a kill; a stage whose marker exists is skipped, and the commands it runs
@@ -30,6 +31,7 @@ DECOYS=${DECOYS:-50000}
 ROLLOUTS=${ROLLOUTS:-25}
 STEPS=${STEPS:-4000}
 KEEP=${KEEP:-0.5}
+LOSS=${LOSS:-row}  # row: the two levels' half of the rows is half of the gradient (token: about 4%)
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 LAYOUTS=${LAYOUTS:-40}
 TASKS=${TASKS:-$(.venv/bin/python -c "from gato.suites import CORE; print(' '.join(t for t in CORE if not t.startswith('atari/')))")}
@@ -58,7 +60,8 @@ stage decoys $G collect babyai/PickupDist babyai/GoToLocal --decoy 0.5 --episode
 # shellcheck disable=SC2086  # TASKS is a list
 stage dagger $G dagger checkpoints/gato-tiny --data "$D" --tasks $TASKS --first-round 17 --rounds 17 \
     --episodes "$ROLLOUTS" --envs "$ROLLOUTS" --steps "$STEPS" --lr 1.5e-4 --keep "$KEEP" \
-    --task-weights babyai/PickupDist=16 babyai/GoToLocal=8 mujoco/hopper=1.5 --out "$R/dq" --no-progress
+    --task-weights babyai/PickupDist=16 babyai/GoToLocal=8 mujoco/hopper=1.5 --loss-weighting "$LOSS" \
+    --out "$R/dq" --no-progress
 # shellcheck disable=SC2086
 stage eval $G eval "$R/dq/round-17-merged" --tasks $TASKS --episodes "$EVAL_EPISODES" --envs "$EVAL_EPISODES" \
     --data "$D" --workers 2 --videos 0 --out "$R/eval" --no-progress
