@@ -28,6 +28,8 @@ def model_card(meta: dict, prompted: list[str], results: dict | None = None, lic
              f"{train.get('target_sigma', 0.0)}, start probability {train.get('start_prob', 0.0)}"
              + (f", more rows for {', '.join(f'`{w}`' for w in weights)} (task weights)."
                 if (weights := train.get("task_weights")) else ".")
+             + (" Every row weighed the same in the loss (`--loss-weighting row`), not every target token."
+                if train.get("loss_weighting") == "row" else "")
              + (f" These steps continued the weights of `{train['init']}` (fine-tuning, a DAgger round or a "
                 "consolidation): the step count is this last run's, not the model's whole training."
                 if train.get("init") else "")

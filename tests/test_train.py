@@ -466,7 +466,8 @@ def test_the_model_card_says_when_the_weights_continued_another_checkpoint():
     assert "continued the weights of `runs/dq/round-6`" in model_card(meta, [])
     assert "continued" not in model_card({**meta, "train": {"steps": 1200, "init": ""}}, [])
     card = model_card({**meta, "train": {"steps": 1, "task_weights": ["babyai/PickupDist=3"]}}, [])
-    assert "more rows for `babyai/PickupDist=3` (task weights)." in card
+    assert "more rows for `babyai/PickupDist=3` (task weights)." in card and "--loss-weighting" not in card
+    assert "Every row weighed the same" in model_card({**meta, "train": {"steps": 1, "loss_weighting": "row"}}, [])
     merged = {**meta, "merged": {"weight": 0.5, "parents": [{"path": "runs/a"}, {"path": "runs/dq/round-7"}]}}
     assert "0.5 x `runs/a` + 0.5 x `runs/dq/round-7` (`gato merge`" in model_card(merged, [])
     assert "gato merge" not in model_card(meta, [])
