@@ -5,7 +5,8 @@
 # non-Atari core tasks, with half of the rows for the two levels that must read the mission
 # (34,000 rows, 70% of those of the BabyAI-only run that first chose by the mission) and a loss that
 # weighs every row the same (docs/quality.md, "Whose loss it is": averaged over targets, those rows
-# of three action targets each would be about 4% of the loss), averaged with its start (--keep); then the non-Atari core evaluation of the round and of the shipped checkpoint on
+# of three action targets each would be about 4% of the loss), averaged with its start (--keep);
+# then the non-Atari core evaluation of the round and of the shipped checkpoint on
 # the same machine for a paired `gato compare`, the mission probe, and the round's Atari evaluation.
 #
 # Resumable: rerun after a kill; a stage whose marker exists is skipped, and the commands it runs
@@ -16,8 +17,10 @@
 # (with 2 episodes a task, Reacher's noisy demonstrations can all fall below the return filter).
 # Not yet run at full size. By the earlier rounds' timings on a 2-core Intel Xeon with bf16 training
 # it needs about 2.5-3 hours of both cores (collection 15 min, rollouts 25, training 52-71, two
-# non-Atari evaluations 20 each, the Atari evaluation 25-30), and 3-4 times that on the slower AMD
-# EPYC of docs/benchmarks.md.
+# non-Atari evaluations 20 each, the Atari evaluation 25-30). The slower AMD EPYC of
+# docs/benchmarks.md (no bf16 units) ran every collection stage and the rollouts in about an hour
+# and trained at 4.0-4.2k tokens/s (fp32), so the training alone needs about 2.2 hours there: more
+# than a session, whose machine and runs/ do not outlive it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=egl SDL_VIDEODRIVER=dummy
