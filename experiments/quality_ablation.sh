@@ -9,6 +9,8 @@
 # Resumable: rerun after a kill; a finished stage is skipped and training resumes. Sizes come from
 # the environment, e.g. a smoke run: OUT=runs/ab-smoke STEPS=8 EPISODES=2 MORE=3 ROLLOUTS=1 \
 #   EVAL_EPISODES=1 bash experiments/quality_ablation.sh
+# Another training seed on the same data: copy clean/, noisy/ and noisy-more/ (with their .done)
+# into a new OUT and run with SEED=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=egl SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1
@@ -19,6 +21,7 @@ EPISODES=${EPISODES:-50}
 MORE=${MORE:-200}
 ROLLOUTS=${ROLLOUTS:-8}
 EVAL_EPISODES=${EVAL_EPISODES:-20}
+SEED=${SEED:-0}  # training seed; the data and the evaluation seeds stay the same
 TASKS="control/pendulum dmc/cartpole-balance dmc/point_mass-easy mujoco/inverted-pendulum
     mujoco/inverted-double-pendulum mujoco/reacher metaworld/reach babyai/GoToLocal"
 mkdir -p "$R"
@@ -36,7 +39,7 @@ collect noisy "$EPISODES" --noise auto
 collect noisy-more "$MORE" --noise auto
 
 A="--steps $STEPS --batch-size 8 --context 256 --warmup $((STEPS / 10))
-   --checkpoint-every $((STEPS / 8)) --keep-checkpoints 20 --no-progress --seed 0"
+   --checkpoint-every $((STEPS / 8)) --keep-checkpoints 20 --no-progress --seed $SEED"
 LEVERS="--start-prob 0.2 --task-balance 0.25"
 train() { # name data extra...: train unless the last step's checkpoint exists
   local name=$1 data=$2; shift 2
