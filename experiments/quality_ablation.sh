@@ -7,8 +7,9 @@
 # Two runs train side by side on one thread each, then the six evaluations run two at a time.
 # 58 minutes on a 2-core AMD EPYC (2026-12-02; the table in docs/quality.md).
 # Resumable: rerun after a kill; a finished stage is skipped and training resumes. Sizes come from
-# the environment, e.g. a smoke run: OUT=runs/ab-smoke STEPS=8 EPISODES=2 MORE=3 ROLLOUTS=1 \
+# the environment, e.g. a smoke run: OUT=runs/ab-smoke STEPS=8 EPISODES=6 MORE=7 ROLLOUTS=1 \
 #   EVAL_EPISODES=1 bash experiments/quality_ablation.sh
+# (with fewer episodes, all of Reacher's noisy ones can fall below the return filter).
 # Another training seed on the same data: copy clean/, noisy/ and noisy-more/ (with their .done)
 # into a new OUT and run with SEED=1.
 set -euo pipefail
@@ -57,9 +58,8 @@ dagger() { # E: D's checkpoint at 3/4 of the steps, one round of the last quarte
   $G dagger "$start" --data "$R/noisy-dagger" --tasks $TASKS --rounds 1 --episodes "$ROLLOUTS" \
       --envs "$ROLLOUTS" --steps $((STEPS / 4)) --out "$R/E" --no-progress > "$R/E.log" 2>&1
 }
-# shellcheck disable=SC2086  # LEVERS is a list of options
 { train A clean & p=$!; train B noisy; wait $p; }
-# shellcheck disable=SC2086
+# shellcheck disable=SC2086  # LEVERS is a list of options
 { train C noisy $LEVERS & p=$!; train D noisy $LEVERS --target-sigma 2; wait $p; }
 # shellcheck disable=SC2086
 { dagger & p=$!; train F noisy-more $LEVERS --target-sigma 2; wait $p; }
