@@ -15,12 +15,10 @@
 #   EVAL_EPISODES=1 TASKS="control/cartpole babyai/PickupDist" ATARI_TASKS="" LAYOUTS=2 \
 #   bash experiments/round17.sh
 # (with 2 episodes a task, Reacher's noisy demonstrations can all fall below the return filter).
-# Not yet run at full size. By the earlier rounds' timings on a 2-core Intel Xeon with bf16 training
-# it needs about 2.5-3 hours of both cores (collection 15 min, rollouts 25, training 52-71, two
-# non-Atari evaluations 20 each, the Atari evaluation 25-30). The slower AMD EPYC of
-# docs/benchmarks.md (no bf16 units) ran every collection stage and the rollouts in about an hour
-# and trained at 4.0-4.2k tokens/s (fp32), so the training alone needs about 2.2 hours there: more
-# than a session, whose machine and runs/ do not outlive it.
+# Ran at full size on a 2-core AMD EPYC with bf16 units (Zen 4; 2026-12-03, docs/quality.md "Round 17"):
+# collection with the decoys 11 minutes, rollouts about 15, training 4000 steps at 3.9-4.6k tokens/s
+# about 2.3 hours, each non-Atari evaluation about 33 minutes. Round 17 did not ship, so its Atari
+# evaluation (ATARI_TASKS) was not needed; set ATARI_TASKS="" to skip it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=egl SDL_VIDEODRIVER=dummy
