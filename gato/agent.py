@@ -3,7 +3,9 @@
 
 Control loop (paper, section 3): [prompt] [BOS] then per step: observation tokens, '|', and
 the action tokens sampled one at a time, each restricted to the ids that decode to a valid
-action. One model forward per action token serves all N environments.
+action. One model forward per action token serves all N environments. The prompt is one
+sequence for every episode, or a function of an episode's first observation that chooses it
+(a demonstration of the same BabyAI mission: `gato.prompts.matched_prompts`).
 
 Window: the cache holds at most `context` tokens. When the next step would not fit, every row
 keeps its newest `keep` tokens and the cache is recomputed from them (one forward). Between
@@ -21,6 +23,7 @@ model's purpose-written one-token step (`Gato.step`: no module calls, no masks, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -37,7 +40,7 @@ from gato.tokenization.vocab import TARGET_KINDS, Kind, as_action_kinds
 
 class GatoAgent:
     def __init__(self, model: Gato, spec: TaskSpec, num_envs: int = 1, *, text=None,
-                 prompt: Sequence | None = None, temperature: float = 0.0, keep: int | None = None,
+                 prompt: Sequence | Callable[[Any], Sequence | None] | None = None, temperature: float = 0.0, keep: int | None = None,
                  seed: int = 0, device: str | torch.device = "cpu", decode: str = "argmax",
                  discrete_temperature: float | None = None):
         cfg = model.cfg
@@ -48,8 +51,8 @@ class GatoAgent:
         self.action_kinds = as_action_kinds(np.array(
             [Kind.CONTINUOUS_OBS if lo <= a < hi else Kind.DISCRETE_OBS for a, _ in self.ranges], np.uint8))
         self.context, self.keep = cfg.context, keep or cfg.context // 2
-        if prompt is not None and len(prompt) + 1 > self.keep:
-            raise ValueError(f"prompt of {len(prompt)} tokens does not fit the kept window of {self.keep}")
+        if isinstance(prompt, Sequence):
+            self._check_prompt(prompt)
         if decode not in ("argmax", "median"):
             raise ValueError(f"decode must be argmax or median, got {decode!r}")
         self.prompt, self.decode = prompt, decode
@@ -86,12 +89,17 @@ class GatoAgent:
         environments' reset seeds, are not needed: greedy acting is deterministic and sampling
         draws from the agent's own generator.)"""
         rows = list(range(self.n)) if rows is None else list(rows)
-        opening = Sequence.concat(([self.prompt] if self.prompt is not None else []) +
+        fixed = self.prompt if isinstance(self.prompt, Sequence) else None  # a callable: chosen in `act`
+        opening = Sequence.concat(([fixed] if fixed is not None else []) +
                                   [Sequence.special(self.tm.bos, Kind.BOS)])
         for r in rows:
             self.opening[r], self.last_action[r], self.steps[r] = opening, -1, 0
         self.cache.valid_buf[rows] = False
         self.cache.next_pos[rows] = 0
+
+    def _check_prompt(self, prompt: Sequence) -> None:
+        if len(prompt) + 1 > self.keep:
+            raise ValueError(f"prompt of {len(prompt)} tokens does not fit the kept window of {self.keep}")
 
     def window(self, row: int) -> Sequence:
         """The tokens row `row` currently conditions on (for inspection and tests)."""
@@ -119,6 +127,11 @@ class GatoAgent:
         if longest > self.model.cfg.max_local_positions:
             raise ValueError(f"{self.spec.name}: observations have {longest} tokens; the model's local "
                              f"position table holds {self.model.cfg.max_local_positions}")
+        if callable(self.prompt):  # per-episode prompts: chosen from each new episode's first observation
+            for r in (r for r in range(self.n) if self.steps[r] == 0):
+                if (p := self.prompt(observations[r])) is not None:
+                    self._check_prompt(p)
+                    self.opening[r] = Sequence.concat([p, self.opening[r]])
         self.steps = [s + 1 for s in self.steps]
         if obs is not None and all(o is None for o in self.opening):
             logits = self._feed(self._dense_step(obs), vocab=self.ranges[0])

@@ -9,11 +9,13 @@ paper with no dataset on disk.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from gato.data.episode import Episode, TaskSpec
+from gato.data.episode import Episode, TaskSpec, text_of
 from gato.data.layout import EpisodeLayout, Sequence
 
 PROMPTS_DIR = "prompts"  # inside a checkpoint folder
@@ -40,11 +42,45 @@ def task_prompt(data: Path | None, task_name: str, spec: TaskSpec, model_cfg, te
     best = _best(Path(data), task_name, spec)
     if best is None:
         return None
-    layout = EpisodeLayout(spec, model_cfg.token_map, text, model_cfg.max_local_positions)
-    lengths = layout.step_lengths(best)
-    size = prompt_tokens(model_cfg)
+    return _tail(EpisodeLayout(spec, model_cfg.token_map, text, model_cfg.max_local_positions), best,
+                 prompt_tokens(model_cfg))
+
+
+def _tail(layout: EpisodeLayout, episode: Episode, size: int) -> Sequence:
+    """The last `size` tokens of an episode, as a prompt (no loss)."""
+    lengths = layout.step_lengths(episode)
     total = 1 + int(lengths.sum())
-    return layout.window(best, lengths, max(0, total - size), size).without_loss()
+    return layout.window(episode, lengths, max(0, total - size), size).without_loss()
+
+
+def matched_prompts(data: Path | None, task_name: str, spec: TaskSpec, model_cfg, text
+                    ) -> Callable[[Any], Sequence] | None:
+    """Per-episode prompts: for an episode's first observation, the end of the best training
+    episode under `data` that carries the same text (BabyAI: the same mission), else the task's
+    best. A model trained with `--prompt-match` learns that the prompt's goal is its own.
+    None: no data or no episodes."""
+    from gato.data.datasets import find_tasks, open_task
+
+    if data is None or not Path(data).is_dir() or task_name not in find_tasks(Path(data)):
+        return None
+    episodes = open_task(data, task_name, lambda _: spec).episodes("train")
+    if not episodes:
+        return None
+    best: dict[tuple[str, ...], Episode] = {}
+    for ep in episodes:
+        key = text_of(ep.observations[0])
+        if key not in best or ep.rewards.sum() > best[key].rewards.sum():
+            best[key] = ep
+    fallback = max(episodes, key=lambda e: float(e.rewards.sum()))
+    layout = EpisodeLayout(spec, model_cfg.token_map, text, model_cfg.max_local_positions)
+    size, made = prompt_tokens(model_cfg), {}
+
+    def choose(observation) -> Sequence:
+        key = text_of(observation)
+        if key not in made:
+            made[key] = _tail(layout, best.get(key, fallback), size)
+        return made[key]
+    return choose
 
 
 def checkpoint_prompts(checkpoint: Path) -> Path | None:

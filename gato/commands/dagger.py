@@ -13,7 +13,7 @@ from gato.device import resolve_device
 from gato.envs.registry import task_spec
 from gato.evaluation.evaluate import DISCRETE_TEMPERATURE, check_temperatures, resolve_decode
 from gato.io import folder_lock, read_json, write_json
-from gato.prompts import task_prompt
+from gato.prompts import matched_prompts, task_prompt
 from gato.training import checkpoint as ckpt
 from gato.training.config import TrainConfig, parse_task_weights
 from gato.training.loading import checkpoint_folder, load_model, load_tokenizer
@@ -27,7 +27,7 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
            device: str = "auto", max_minutes: float | None = None, progress: bool = True,
            discrete_temperature: float | None = DISCRETE_TEMPERATURE, first_round: int = 1, keep: float = 0.0,
            task_weights: tuple[str, ...] | None = None,
-           loss_weighting: Literal["token", "row"] | None = None) -> dict:
+           loss_weighting: Literal["token", "row"] | None = None, prompt_match: bool | None = None) -> dict:
     """DAgger with the in-repo experts: roll out the checkpoint, label every visited state with the
     task's expert, add those episodes to the dataset (split `dagger`), train on the aggregate; repeat.
 
@@ -69,6 +69,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
             the rounds train on).
         loss_weighting: token or row: how the rounds' loss averages its targets (default: the
             checkpoint's own; `gato train --loss-weighting`).
+        prompt_match: prompts from episodes with the same mission, in the rollouts and in the
+            rounds' training (default: the checkpoint's own; `gato train --prompt-match True`).
     """
     from gato.data.datasets import find_tasks
     from gato.envs import resolve
@@ -108,6 +110,8 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         base = dataclasses.replace(base, task_weights=tuple(e for e, t in zip(base.task_weights, own) if t in trained))
     if loss_weighting is not None:
         base = dataclasses.replace(base, loss_weighting=loss_weighting)
+    if prompt_match is not None:
+        base = dataclasses.replace(base, prompt_match=prompt_match)
     out = Path(out)
     with folder_lock(out, "gato dagger"):
         return _rounds(start, base, root, chosen, range(first_round, rounds + 1), episodes, steps, out, envs, lr,
@@ -135,7 +139,8 @@ def _rounds(start, base, root, chosen, rounds, episodes, steps, out, envs, lr, b
         how = resolve_decode(decode, pmeta)
         share = beta ** r if beta else 0.0  # the expert's share of this round's executed actions
         with folder_lock(root, "gato dagger (collecting a round)"):
-            rows = _collect(model, text, chosen, root, r, episodes, envs, how, device, share, discrete_temperature)
+            rows = _collect(model, text, chosen, root, r, episodes, envs, how, device, share, discrete_temperature,
+                            base.prompt_match)
         log["rounds"][str(r)] = {"policy": str(policy), "beta": share, "discrete_temperature": discrete_temperature,
                                  "tasks": rows}
         write_json(log_path, log)
@@ -164,14 +169,17 @@ def _kept(start: Path, trained: Path, keep: float, merged: Path) -> Path:
     return merged
 
 
-def _collect(model, text, chosen, root, r, episodes, envs, how, device, beta, discrete_temperature) -> list[dict]:
+def _collect(model, text, chosen, root, r, episodes, envs, how, device, beta, discrete_temperature,
+             match: bool) -> list[dict]:
     """One round's rollouts of every task, labelled and written under ROOT."""
     from gato.envs.scores import load_scores
     from gato.evaluation.metrics import normalized, reference_means
 
     rows, ref = [], load_scores()
     for task in chosen:
-        prompt = task_prompt(root, task.name, task_spec(task.name), model.cfg, text)
+        spec = task_spec(task.name)
+        prompt = (match and matched_prompts(root, task.name, spec, model.cfg, text)) or \
+            task_prompt(root, task.name, spec, model.cfg, text)
         row = collect_round(model, text, task, root, r, episodes, num_envs=envs, prompt=prompt, decode=how,
                             device=device, beta=beta, discrete_temperature=discrete_temperature)
         got = row["learner_return"]

@@ -29,7 +29,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
              episodes: int = 50, envs: int = 0, out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
              seed: int = 100_000, device: str = "auto", videos: int = 3, vl: bool = True,
              vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
-             prompt: bool = True, workers: int = 1, force: bool = False, progress: bool = True,
+             prompt: bool = True, prompt_match: bool = False, workers: int = 1, force: bool = False, progress: bool = True,
              discrete_temperature: float | None = DISCRETE_TEMPERATURE) -> dict:
     """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
 
@@ -57,6 +57,9 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
             targets, argmax otherwise).
         prompt: prompt each episode with the end of the task's best demonstration, from DATA, or
             from the prompts the checkpoint carries (`gato export`) when no DATA is given.
+        prompt_match: prompt each episode with the best demonstration of DATA that carries the same
+            text as its first observation (BabyAI: its mission), the task's best where none does; for
+            models trained with `gato train --prompt-match True` (docs/quality.md). Needs DATA.
         workers: parallel processes, each scoring whole tasks with its own copy of the model and
             an equal share of the CPU threads (same scores as one process).
         force: evaluate again the tasks OUT holds results for under other settings (another
@@ -76,13 +79,17 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
     if data is not None and not Path(data).is_dir():
         raise ValueError(f"--data {data} is not a folder (a dataset root made by `gato collect`)")
     check_temperatures(temperature, discrete_temperature)
+    if prompt_match and (data is None or not prompt):
+        raise ValueError("--prompt-match chooses each episode's prompt from a dataset root: give --data, "
+                         "and do not pass --no-prompt")
     device = str(resolve_device(device))
     out = Path(out)
     folder = checkpoint_folder(Path(checkpoint))  # fixed now: a run that saves newer ones meanwhile is not mixed in
     model, meta, text = load_checkpoint(folder, device)
     prompts = prompt_source(checkpoint, data) if prompt else None
     settings = EvalSettings(weights_sha256(folder), episodes, envs, seed, temperature, resolve_decode(decode, meta),
-                            None if prompts is None else str(prompts), discrete_temperature=discrete_temperature)
+                            None if prompts is None else str(prompts), discrete_temperature=discrete_temperature,
+                            prompt_match=True if prompt_match else None)
     if tasks is None:
         tasks = () if suite else ("control",)
     names = with_suite(tuple(tasks), suite)
@@ -115,7 +122,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
                        episodes=episodes, temperature=temperature, discrete_temperature=discrete_temperature,
                        seconds=round(time.perf_counter() - t0, 1),
                        seed=seed, envs=envs, decode=settings.decode, suite=suite,
-                       prompts=settings.prompts, data=None if data is None else str(data), vl_examples=vl_examples,
+                       prompts=settings.prompts, prompt_match=settings.prompt_match, data=None if data is None else str(data), vl_examples=vl_examples,
                        scores_file=scores_file_id(), weights_sha256=settings.weights_sha256, workers=workers)
         write_json(out / "results.json", results)  # strict: a NaN score is an error, not invalid JSON
         for d, s in results["domains"].items():

@@ -29,7 +29,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           start_prob: float | None = None, task_balance: float | None = None,
           task_weights: tuple[str, ...] | None = None,
           target_sigma: float | None = None, loss_weighting: Literal["token", "row"] | None = None,
-          min_return: float | None = None, prompt_prob: float | None = None,
+          min_return: float | None = None, prompt_prob: float | None = None, prompt_match: bool | None = None,
           weight_decay: float | None = None, keep_checkpoints: int | None = None, max_episodes: int | None = None,
           final_lr_ratio: float | None = None, betas: tuple[float, float] | None = None, eps: float | None = None,
           grad_clip: float | None = None, prompt_tokens: int | None = None,
@@ -82,6 +82,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
             is its share of rows; docs/quality.md).
         min_return: keep demonstrations with at least this fraction of the expert's return.
         prompt_prob: share of control windows prepended with a demonstration prompt.
+        prompt_match: prompts come from an episode with the same text observation (BabyAI: the same
+            mission) where one exists, as `gato eval --prompt-match` prompts.
         weight_decay: AdamW weight decay of the matrices.
         keep_checkpoints: newest checkpoints kept in OUT (older ones are deleted as training goes).
         max_episodes: at most this many training episodes per task (few-shot); 0: all.

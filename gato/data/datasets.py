@@ -48,7 +48,7 @@ def open_task(root: Path, name: str, spec_of: Callable[[str], TaskSpec | None] |
 
 def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = (), threshold: float = 0.8,
                     prompt_tokens: int = 256, prompt_prob: float = 0.25, max_local_positions: int = 512,
-                    start_prob: float = 0.0, max_episodes: int = 0, verbose: bool = True,
+                    start_prob: float = 0.0, max_episodes: int = 0, verbose: bool = True, prompt_match: bool = False,
                     spec_of: Callable[[str], TaskSpec | None] | None = None) -> list[ControlSource]:
     """One source per task of a dataset root (all of them, or `tasks`), with episodes filtered;
     `spec_of` gives the spaces of JAT tasks we have an environment for (`open_task`)."""
@@ -82,7 +82,8 @@ def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = 
             kept += relabelled
         _check_finite(name, root, kept)
         out.append(ControlSource(ds.spec, kept, tm, text, prompt_tokens=prompt_tokens, prompt_prob=prompt_prob,
-                                 max_local_positions=max_local_positions, start_prob=start_prob))
+                                 max_local_positions=max_local_positions, start_prob=start_prob,
+                                 prompt_match=prompt_match))
     return out
 
 

@@ -52,3 +52,13 @@ class Episode:
 
     def __len__(self) -> int:
         return len(self.actions)
+
+
+def text_of(observation: Any) -> tuple[str, ...]:
+    """The text an observation carries (a Dict's strings in key order: BabyAI's mission), so
+    episodes can be grouped by what they were asked to do; () for observations without text."""
+    if isinstance(observation, str):
+        return (observation,)
+    if isinstance(observation, dict):
+        return tuple(v for _, v in sorted(observation.items()) if isinstance(v, str))
+    return ()

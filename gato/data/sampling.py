@@ -2,7 +2,9 @@
 
 A control source yields a random window of one of its episodes; with probability
 `prompt_prob` (0.25, paper) a prompt from another episode of the same task is prepended, half of
-the time that episode's last tokens (goal conditioning), half a uniform window. Prompt tokens
+the time that episode's last tokens (goal conditioning), half a uniform window. With
+`prompt_match` the prompt's episode carries the same text (BabyAI: the same mission) where
+another such episode exists, as `gato eval --prompt-match` prompts (docs/quality.md). Prompt tokens
 are conditioning only: no loss on them. With probability `start_prob` the window opens at the
 episode's start (BOS and the first timesteps), the context every evaluation episode begins
 with, which uniform windows of long episodes almost never show. Text and image-text sources yield windows of documents
@@ -32,7 +34,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from gato.data.episode import Episode, TaskSpec
+from gato.data.episode import Episode, TaskSpec, text_of
 from gato.data.layout import EpisodeLayout, Sequence, document, image_text
 from gato.tokenization.vocab import Kind, TokenMap
 
@@ -56,13 +58,15 @@ class Source(Protocol):
 class ControlSource:
     def __init__(self, spec: TaskSpec, episodes: list[Episode], tm: TokenMap, text=None, *,
                  prompt_prob: float = 0.25, prompt_tokens: int = 256, max_local_positions: int = 512,
-                 start_prob: float = 0.0):
+                 start_prob: float = 0.0, prompt_match: bool = False):
         if not episodes:
             raise ValueError(f"task {spec.name!r} has no episodes")
         self.name, self.episodes = spec.name, episodes
         self.layout = EpisodeLayout(spec, tm, text, max_local_positions)
         self.prompt_prob, self.prompt_tokens, self.start_prob = prompt_prob, prompt_tokens, start_prob
         self._lengths: dict[int, np.ndarray] = {}
+        self.prompt_match = prompt_match
+        self._same_text: dict[tuple[str, ...], np.ndarray] | None = None
 
     def lengths(self, i: int) -> np.ndarray:
         if i not in self._lengths:
@@ -80,6 +84,22 @@ class ControlSource:
         start = max(0, total - size) if at_end else 0 if at_start else int(rng.integers(0, max(0, total - size) + 1))
         return self.layout.window(self.episodes[i], self.lengths(i), start, size)
 
+    def _prompt_episode(self, rng, i: int) -> int:
+        """Another episode of the task; with `prompt_match`, one with episode i's text if any."""
+        if self.prompt_match:
+            if self._same_text is None:
+                groups: dict[tuple[str, ...], list[int]] = {}
+                for k, ep in enumerate(self.episodes):
+                    groups.setdefault(text_of(ep.observations[0]), []).append(k)
+                self._same_text = {key: np.array(v) for key, v in groups.items()}
+            same = self._same_text[text_of(self.episodes[i].observations[0])]
+            if len(same) > 1:
+                j = int(rng.integers(len(same) - 1))
+                j += same[j] >= i  # same is sorted: skip episode i itself
+                return int(same[j])
+        j = int(rng.integers(len(self.episodes) - 1))
+        return j + (j >= i)
+
     def _from_start(self, rng, size: int) -> Sequence:
         i = int(rng.integers(len(self.episodes)))
         return self.layout.window(self.episodes[i], self.lengths(i), 0, size)
@@ -91,8 +111,7 @@ class ControlSource:
         if not use_prompt or self.prompt_tokens >= size:
             first = self._window(rng, i, size, at_start=at_start)
         else:
-            j = int(rng.integers(len(self.episodes) - 1))
-            j += j >= i  # another episode of the same task
+            j = self._prompt_episode(rng, i)
             prompt = self._window(rng, j, self.prompt_tokens, at_end=rng.random() < 0.5).without_loss()
             first = Sequence.concat([prompt, self._window(rng, i, size - len(prompt), at_start=at_start)])
         return _pack(first, lambda room: self._from_start(rng, room), size)

@@ -15,7 +15,7 @@ from gato.envs.registry import task_spec
 from gato.evaluation.evaluate import RESULTS_VERSION, rollout
 from gato.evaluation.metrics import episode_scores, human_normalized, mean_ci, normalized, reference_means
 from gato.io import read_json, write_json
-from gato.prompts import task_prompt
+from gato.prompts import matched_prompts, task_prompt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +30,7 @@ class EvalSettings:
     prompts: str | None  # where prompts come from; None: unprompted
     version: int = RESULTS_VERSION
     discrete_temperature: float | None = None  # None: `temperature` (files from before it existed read so)
+    prompt_match: bool | None = None  # True: each episode's prompt carries its mission; None: one per task
 
 
 def task_file(out: Path, name: str) -> Path:
@@ -77,9 +78,10 @@ def score_task(model, text, task, settings: EvalSettings, *, device: str, progre
     task_p = task_prompt(prompts, task.name, spec, model.cfg, text)
     if prompts is not None and task_p is None:
         print(f"{task.name}: no training episodes in {prompts}, so no prompt (collect the task to prompt it)")
+    chosen = matched_prompts(prompts, task.name, spec, model.cfg, text) if settings.prompt_match else None
     clock: dict = {}
     t0 = time.perf_counter()
-    eps = rollout(model, task, spec, settings.episodes, settings.envs, text=text, prompt=task_p,
+    eps = rollout(model, task, spec, settings.episodes, settings.envs, text=text, prompt=chosen or task_p,
                   temperature=settings.temperature, discrete_temperature=settings.discrete_temperature,
                   seed=settings.seed, device=device, decode=settings.decode,
                   timing=clock, progress=progress)

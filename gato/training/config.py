@@ -48,6 +48,9 @@ class TrainConfig:
     min_return: float = 0.8  # keep episodes with at least this fraction of the expert return
     max_episodes: int = 0  # at most this many training episodes per task (few-shot fine-tuning); 0: all
     prompt_prob: float = 0.25
+    # Prompts from an episode with the same text (BabyAI: the same mission) where one exists, not
+    # any episode of the task: copying the prompt's goal is then right (docs/quality.md).
+    prompt_match: bool = False
     start_prob: float = 0.0  # share of control windows that open at an episode's start (as acting does)
     task_balance: float = 0.0  # 0: equal rows per task; 1: equal action tokens per task (docs/quality.md)
     task_weights: tuple[str, ...] = ()  # "TASK=FACTOR": multiply a lagging task's share of control rows
@@ -147,7 +150,7 @@ def build_mixture(cfg: TrainConfig, model_cfg: ModelConfig, text: TextTokenizer,
     control = control_sources(root, tm, text, tasks=cfg.tasks, threshold=cfg.min_return,
                               prompt_tokens=prompt_tokens, prompt_prob=cfg.prompt_prob,
                               max_local_positions=model_cfg.max_local_positions, start_prob=cfg.start_prob,
-                              max_episodes=cfg.max_episodes, spec_of=task_spec) \
+                              max_episodes=cfg.max_episodes, spec_of=task_spec, prompt_match=cfg.prompt_match) \
         if cfg.tasks or find_tasks(root) else []
     vl = vl_sources(root, tm, text, names=cfg.vl_sets) if cfg.vl_sets or find_sets(root) else []
     if not control and not vl:
