@@ -20,7 +20,7 @@ R=${OUT:-runs/prompt-match}
 D=${DATA:-$R/data}
 EPISODES=${EPISODES:-2000}
 DECOYS=${DECOYS:-50000}
-STEPS=${STEPS:-800}
+STEPS=${STEPS:-1100}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 LEVELS="babyai/GoToRedBallNoDists babyai/GoToRedBall babyai/GoToObj babyai/GoToLocal babyai/OpenRedDoor babyai/PickupDist"
 mkdir -p "$R"
