@@ -25,13 +25,8 @@ EVAL_EPISODES=${EVAL_EPISODES:-50}
 LEVELS="babyai/GoToRedBallNoDists babyai/GoToRedBall babyai/GoToObj babyai/GoToLocal babyai/OpenRedDoor babyai/PickupDist"
 mkdir -p "$R"
 
-stage() { # name command...: run the command unless the stage is done, its output appended to $R/name.log
-  local name=$1; shift
-  [ -f "$R/.$name.done" ] && return 0
-  echo "$(date -u +%H:%M:%S) $name"
-  "$@" >> "$R/$name.log" 2>&1
-  touch "$R/.$name.done"
-}
+# shellcheck source=experiments/stage.sh
+. experiments/stage.sh
 
 if [ -z "${DATA:-}" ]; then
   # shellcheck disable=SC2086  # LEVELS is a list

@@ -39,13 +39,8 @@ TASKS=${TASKS:-$(.venv/bin/python -c "from gato.suites import CORE; print(' '.jo
 ATARI_TASKS=${ATARI_TASKS-atari/pong atari/breakout atari/boxing atari/freeway}
 mkdir -p "$R"
 
-stage() { # name command...: run the command unless the stage is done, its output appended to $R/name.log
-  local name=$1; shift
-  [ -f "$R/.$name.done" ] && return 0
-  echo "$(date -u +%H:%M:%S) $name"
-  "$@" >> "$R/$name.log" 2>&1
-  touch "$R/.$name.done"
-}
+# shellcheck source=experiments/stage.sh
+. experiments/stage.sh
 
 stage demos $G collect --suite demo vl text --noise auto --episodes "$EPISODES" --workers 2 --out "$D" --no-progress
 # shellcheck disable=SC2086  # ATARI_TASKS is a list; empty skips Atari's collection and evaluation
