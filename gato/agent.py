@@ -40,7 +40,8 @@ from gato.tokenization.vocab import TARGET_KINDS, Kind, as_action_kinds
 
 class GatoAgent:
     def __init__(self, model: Gato, spec: TaskSpec, num_envs: int = 1, *, text=None,
-                 prompt: Sequence | Callable[[Any], Sequence | None] | None = None, temperature: float = 0.0, keep: int | None = None,
+                 prompt: Sequence | Callable[[Any], Sequence | None] | None = None, temperature: float = 0.0,
+                 keep: int | None = None,
                  seed: int = 0, device: str | torch.device = "cpu", decode: str = "argmax",
                  discrete_temperature: float | None = None):
         cfg = model.cfg

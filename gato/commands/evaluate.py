@@ -29,7 +29,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
              episodes: int = 50, envs: int = 0, out: Path = Path("runs/eval"), data: Path | None = None, temperature: float = 0.0,
              seed: int = 100_000, device: str = "auto", videos: int = 3, vl: bool = True,
              vl_examples: int = 200, decode: Literal["auto", "argmax", "median"] = "auto",
-             prompt: bool = True, prompt_match: bool = False, workers: int = 1, force: bool = False, progress: bool = True,
+             prompt: bool = True, prompt_match: bool = False, workers: int = 1, force: bool = False,
+             progress: bool = True,
              discrete_temperature: float | None = DISCRETE_TEMPERATURE) -> dict:
     """Evaluate a checkpoint on tasks: OUT/results.json, report.md/.html with plots, a per-domain summary.
 
@@ -122,7 +123,8 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
                        episodes=episodes, temperature=temperature, discrete_temperature=discrete_temperature,
                        seconds=round(time.perf_counter() - t0, 1),
                        seed=seed, envs=envs, decode=settings.decode, suite=suite,
-                       prompts=settings.prompts, prompt_match=settings.prompt_match, data=None if data is None else str(data), vl_examples=vl_examples,
+                       prompts=settings.prompts, prompt_match=settings.prompt_match,
+                       data=None if data is None else str(data), vl_examples=vl_examples,
                        scores_file=scores_file_id(), weights_sha256=settings.weights_sha256, workers=workers)
         write_json(out / "results.json", results)  # strict: a NaN score is an error, not invalid JSON
         for d, s in results["domains"].items():
