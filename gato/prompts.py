@@ -57,8 +57,7 @@ def matched_prompts(data: Path | None, task_name: str, spec: TaskSpec, model_cfg
                     ) -> Callable[[Any], Sequence] | None:
     """Per-episode prompts: for an episode's first observation, the end of the best training
     episode under `data` that carries the same text (BabyAI: the same mission), else the task's
-    best. A model trained with `--prompt-match` learns that the prompt's goal is its own.
-    None: no data or no episodes."""
+    best: the prompts of models trained with `--prompt-match True`. None: no data or no episodes."""
     from gato.data.datasets import find_tasks, open_task
 
     if data is None or not Path(data).is_dir() or task_name not in find_tasks(Path(data)):
