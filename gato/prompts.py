@@ -21,13 +21,22 @@ from gato.data.layout import EpisodeLayout, Sequence
 PROMPTS_DIR = "prompts"  # inside a checkpoint folder
 
 
-def _best(data: Path, task_name: str, spec: TaskSpec | None = None) -> Episode | None:
+def _train_episodes(data: Path | None, task_name: str, spec: TaskSpec | None) -> list[Episode]:
+    """The task's training episodes under `data` ([] when there is no such folder or task)."""
     from gato.data.datasets import find_tasks, open_task
 
-    if not Path(data).is_dir() or task_name not in find_tasks(Path(data)):
-        return None
-    episodes = open_task(data, task_name, lambda _: spec).episodes("train")
-    return max(episodes, key=lambda e: float(e.rewards.sum())) if episodes else None
+    if data is None or not Path(data).is_dir() or task_name not in find_tasks(Path(data)):
+        return []
+    return open_task(data, task_name, lambda _: spec).episodes("train")
+
+
+def _ret(episode: Episode) -> float:
+    return float(episode.rewards.sum())
+
+
+def _best(data: Path, task_name: str, spec: TaskSpec | None = None) -> Episode | None:
+    episodes = _train_episodes(data, task_name, spec)
+    return max(episodes, key=_ret) if episodes else None
 
 
 def prompt_tokens(model_cfg) -> int:
@@ -58,19 +67,15 @@ def matched_prompts(data: Path | None, task_name: str, spec: TaskSpec, model_cfg
     """Per-episode prompts: for an episode's first observation, the end of the best training
     episode under `data` that carries the same text (BabyAI: the same mission), else the task's
     best: the prompts of models trained with `--prompt-match True`. None: no data or no episodes."""
-    from gato.data.datasets import find_tasks, open_task
-
-    if data is None or not Path(data).is_dir() or task_name not in find_tasks(Path(data)):
-        return None
-    episodes = open_task(data, task_name, lambda _: spec).episodes("train")
+    episodes = _train_episodes(data, task_name, spec)
     if not episodes:
         return None
     best: dict[tuple[str, ...], Episode] = {}
     for ep in episodes:
         key = text_of(ep.observations[0])
-        if key not in best or ep.rewards.sum() > best[key].rewards.sum():
+        if key not in best or _ret(ep) > _ret(best[key]):
             best[key] = ep
-    fallback = max(episodes, key=lambda e: float(e.rewards.sum()))
+    fallback = max(episodes, key=_ret)
     layout = EpisodeLayout(spec, model_cfg.token_map, text, model_cfg.max_local_positions)
     size, made = prompt_tokens(model_cfg), {}
 
