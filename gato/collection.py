@@ -13,7 +13,6 @@ and the job goes on.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import json
 import traceback
@@ -25,26 +24,6 @@ TEST_SEED_OFFSET = 1_000_000
 SIMULATORS = ("gymnasium", "minigrid", "ale-py", "metaworld", "mujoco", "dm_control", "Box2D", "numpy")
 
 _ENVS: dict[tuple, tuple] = {}  # per worker process: (task, noise, decoy) -> (task, env, expert)
-
-
-class _KeepsLastObservation:
-    """An environment that keeps the observation of its last step: after an episode, its final
-    observation, which the loop (gato.rollout) does not record. Everything else is the env's."""
-
-    def __init__(self, env):
-        self.env, self.last = env, None
-
-    def reset(self, **kwargs):
-        self.last = None
-        return self.env.reset(**kwargs)
-
-    def step(self, action):
-        out = self.env.step(action)
-        self.last = out[0]
-        return out
-
-    def __getattr__(self, name):
-        return getattr(self.env, name)
 
 
 def _expert(task, env, noise: float, decoy: float):
@@ -70,10 +49,7 @@ def _record(job: tuple[str, str, int, float, float]):
             env = task.make()
             _ENVS[key] = (task, env, _expert(task, env, noise, decoy))
         task, env, expert = _ENVS[key]
-        ending = _KeepsLastObservation(env)
-        result = run_episode(task, ending, expert, seed=seed)
-        episode = dataclasses.replace(result.episode, final_observation=ending.last, truncated=result.truncated)
-        return name, split, seed, episode, None
+        return name, split, seed, run_episode(task, env, expert, seed=seed).episode, None
     except Exception as e:  # an expert or simulator failure costs this episode only
         _ENVS.pop(key, None)
         return name, split, seed, None, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"

@@ -155,6 +155,34 @@ def test_a_rollout_without_recording_keeps_no_history(monkeypatch):
     assert held[-1] == recorded[0].length == len(recorded[0].episode.observations)
 
 
+def test_a_recorded_episode_keeps_its_final_observation_and_how_it_ended():
+    """The observation after the last action (not among the steps) and truncated-or-terminated,
+    for an episode the task ends and one a step cap ends; timing is filled only when asked."""
+    import gato.rollout as rollout
+
+    task = get_task("control/cartpole")
+
+    class Counting:
+        observation_space = task.make().observation_space
+        action_space = task.make().action_space
+
+        def reset(self, seed=None):
+            self.t = 0
+            return np.zeros(4, np.float32), {}
+
+        def step(self, action):
+            self.t += 1
+            return np.full(4, self.t / 100, np.float32), 1.0, self.t == 5, False, {}
+
+    env, clock = Counting(), {}
+    ended = rollout.run(task, [env], rollout.PolicyActor([RandomPolicy(env)]), [0], timing=clock)[0]
+    assert len(ended.episode) == 5 and not ended.truncated and ended.episode.truncated is False
+    assert np.allclose(ended.episode.final_observation, 0.05) and np.allclose(ended.episode.observations[-1], 0.04)
+    assert set(clock) == {"act", "env", "on_step"} and clock["act"] > 0 and clock["env"] > 0
+    capped = rollout.run(task, [env], rollout.PolicyActor([RandomPolicy(env)]), [0], max_steps=3)[0]
+    assert capped.truncated and capped.episode.truncated and np.allclose(capped.episode.final_observation, 0.03)
+
+
 def test_episode_observation_check_agrees_with_the_space_step_by_step():
     """The whole-episode check (one array per leaf) names the same first bad step as space.contains."""
     task = get_task("control/cartpole")

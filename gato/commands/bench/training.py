@@ -119,13 +119,17 @@ def bench_train(preset: str = "gato-tiny", batch_size: int = 8, context: int = 0
 
 def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarlander", "babyai/GoToLocal",
                                              "dmc/cartpole-swingup", "metaworld/pick-place"), episodes: int = 16,
-                  rounds: int = 3, json: bool = False) -> dict:
+                  rounds: int = 7, json: bool = False) -> dict:
     """Steps/s of recording expert episodes (checked, stored as Parquet) vs bare env stepping.
+
+    The ratio is the median of each round's ratio: a round times both sides back to back, so a
+    slow spell of a shared machine slows both (one round's bare 8 us and recorded 10 us a
+    CartPole step can be 11 and 14 the next).
 
     Args:
         tasks: tasks to measure (same expert on both sides).
         episodes: episodes per side per round (one Parquet shard's worth: the shard write is timed).
-        rounds: interleaved rounds (median).
+        rounds: interleaved rounds, after one untimed round that pays for imports.
         json: print one JSON object.
     """
     import tempfile
@@ -159,8 +163,8 @@ def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarland
         rates = {"bare": [], "recorded": []}
         with tempfile.TemporaryDirectory() as tmp:
             writer = DatasetWriter(Path(tmp), spec, {"expert": task.expert_kind}, shard_episodes=episodes)
-            for r in range(rounds):
-                seeds = range(r * episodes, (r + 1) * episodes)
+            for r in range(-1, rounds):  # round -1: warm-up, not kept
+                seeds = range((r + 1) * episodes, (r + 2) * episodes)
                 t = time.perf_counter()
                 steps = sum(bare(s) for s in seeds)
                 rates["bare"].append(steps / (time.perf_counter() - t))
@@ -168,10 +172,13 @@ def bench_collect(tasks: tuple[str, ...] = ("control/cartpole", "box2d/lunarland
                 steps = sum(recorded(s, writer) for s in seeds)  # the last add writes the shard
                 rates["recorded"].append(steps / (time.perf_counter() - t))
         env.close()
-        b, rec = statistics.median(rates["bare"]), statistics.median(rates["recorded"])
+        b, rec = statistics.median(rates["bare"][1:]), statistics.median(rates["recorded"][1:])
+        ratios = [x / y for x, y in zip(rates["recorded"][1:], rates["bare"][1:])]
         results[name] = {"bare_steps_per_s": round(b, 1), "recorded_steps_per_s": round(rec, 1),
-                         "ratio": round(rec / b, 3)}
+                         "ratio": round(statistics.median(ratios), 3),
+                         "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]}
     result = {"bench": "collect", "tasks": results, "min_ratio": min(v["ratio"] for v in results.values())}
     return _report(result, json, "\n".join(
         f"{name}: recording {v['recorded_steps_per_s']:.0f} steps/s, bare {v['bare_steps_per_s']:.0f} steps/s, "
-        f"ratio {v['ratio']:.3f}" for name, v in results.items()))
+        f"ratio {v['ratio']:.3f} (rounds {v['ratio_range'][0]:.2f}-{v['ratio_range'][1]:.2f})"
+        for name, v in results.items()))
