@@ -109,6 +109,17 @@ def test_bench_eval_json(capsys):
         result["steps_per_s"] / result["single_env_steps_per_s"], rel=0.01)
 
 
+def test_bench_collect_json(capsys):
+    code, out, _ = run(capsys, "bench", "collect", "--tasks", "control/cartpole", "--episodes", "2", "--rounds", "3",
+                       "--json")
+    assert code == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    v = result["tasks"]["control/cartpole"]
+    assert v["bare_steps_per_s"] > 0 and v["recorded_steps_per_s"] > 0
+    low, high = v["ratio_range"]  # the median of the rounds' ratios lies within them
+    assert 0 < low <= v["ratio"] <= high and result["min_ratio"] == v["ratio"]
+
+
 def test_bench_generate_json_with_the_transformers_peer(capsys):
     pytest.importorskip("transformers")
     code, out, _ = run(capsys, "bench", "generate", "--tokens", "8", "--rounds", "1", "--device", "cpu", "--json")
