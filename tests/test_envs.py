@@ -95,31 +95,10 @@ def test_resolve_domains_and_names():
     assert not SKIPPED or all(isinstance(v, str) for v in SKIPPED.values())
 
 
-def test_bad_observation_names_task_and_step():
-    task = get_task("control/cartpole")
+def _scripted(task, step):
+    """An environment with the task's spaces: reset gives zeros, step number t (from 1) returns step(t)."""
 
-    class Broken:
-        observation_space = task.make().observation_space
-        action_space = task.make().action_space
-
-        def reset(self, seed=None):
-            return np.zeros(4, np.float32), {}
-
-        def step(self, action):
-            return np.full(4, np.nan, np.float32), 0.0, False, False, {}
-
-    with pytest.raises(ValueError, match=r"control/cartpole: observation at step 1"):
-        run_episode(task, Broken(), RandomPolicy(Broken()), seed=0)
-
-
-def test_a_crash_after_a_bad_observation_names_its_step_with_or_without_recording():
-    """An environment that returns NaN at step 3 and raises on the next step: the error names step
-    3 whether the episode was recorded or (an evaluation) only its newest observation was kept."""
-    import gato.rollout as rollout
-
-    task = get_task("control/cartpole")
-
-    class Crashing:
+    class Scripted:
         observation_space = task.make().observation_space
         action_space = task.make().action_space
 
@@ -129,12 +108,32 @@ def test_a_crash_after_a_bad_observation_names_its_step_with_or_without_recordin
 
         def step(self, action):
             self.t += 1
-            if self.t > 3:
-                raise RuntimeError("simulator diverged")
-            return np.full(4, np.nan if self.t == 3 else 0.0, np.float32), 0.0, False, False, {}
+            return step(self.t)
+
+    return Scripted()
+
+
+def test_bad_observation_names_task_and_step():
+    task = get_task("control/cartpole")
+    broken = _scripted(task, lambda t: (np.full(4, np.nan, np.float32), 0.0, False, False, {}))
+    with pytest.raises(ValueError, match=r"control/cartpole: observation at step 1"):
+        run_episode(task, broken, RandomPolicy(broken), seed=0)
+
+
+def test_a_crash_after_a_bad_observation_names_its_step_with_or_without_recording():
+    """An environment that returns NaN at step 3 and raises on the next step: the error names step
+    3 whether the episode was recorded or (an evaluation) only its newest observation was kept."""
+    import gato.rollout as rollout
+
+    task = get_task("control/cartpole")
+
+    def step(t):
+        if t > 3:
+            raise RuntimeError("simulator diverged")
+        return np.full(4, np.nan if t == 3 else 0.0, np.float32), 0.0, False, False, {}
 
     for record in (True, False):
-        env = Crashing()
+        env = _scripted(task, step)
         with pytest.raises(ValueError, match=r"control/cartpole: observation at step 3 "):
             rollout.run(task, [env], rollout.PolicyActor([RandomPolicy(env)]), [0], record=record)
 
@@ -157,24 +156,11 @@ def test_a_rollout_without_recording_keeps_no_history(monkeypatch):
 
 def test_a_recorded_episode_keeps_its_final_observation_and_how_it_ended():
     """The observation after the last action (not among the steps) and truncated-or-terminated,
-    for an episode the task ends and one a step cap ends; timing is filled only when asked."""
+    for an episode the task ends and one a step cap ends; and the timing asked for is filled."""
     import gato.rollout as rollout
 
     task = get_task("control/cartpole")
-
-    class Counting:
-        observation_space = task.make().observation_space
-        action_space = task.make().action_space
-
-        def reset(self, seed=None):
-            self.t = 0
-            return np.zeros(4, np.float32), {}
-
-        def step(self, action):
-            self.t += 1
-            return np.full(4, self.t / 100, np.float32), 1.0, self.t == 5, False, {}
-
-    env, clock = Counting(), {}
+    env, clock = _scripted(task, lambda t: (np.full(4, t / 100, np.float32), 1.0, t == 5, False, {})), {}
     ended = rollout.run(task, [env], rollout.PolicyActor([RandomPolicy(env)]), [0], timing=clock)[0]
     assert len(ended.episode) == 5 and not ended.truncated and ended.episode.truncated is False
     assert np.allclose(ended.episode.final_observation, 0.05) and np.allclose(ended.episode.observations[-1], 0.04)
