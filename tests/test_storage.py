@@ -17,6 +17,7 @@ from gato.data.storage import (
     episode_to_row,
     filter_by_return,
     jat_task_dataset,
+    return_bar,
     row_to_episode,
     space_from_json,
     space_to_json,
@@ -338,3 +339,25 @@ def test_filter_by_return_positive_and_negative_expert():
     kept, dropped = filter_by_return(eps, -100.0)  # bar -120: 80% "of" a negative return is lower
     assert [float(e.rewards.sum()) for e in kept] == [-110.0, -120.0, -50.0] and dropped == 1
     assert filter_by_return(eps, -100.0, threshold=1.0)[1] == 3
+    # with a random reference the bar is 80% of the way from random to expert, whatever the sign
+    kept, dropped = filter_by_return(eps, -100.0, random_return=-500.0)  # bar -180
+    assert [float(e.rewards.sum()) for e in kept] == [-110.0, -120.0, -121.0, -50.0] and dropped == 0
+    eps = [_with_return(r) for r in (10.0, 8.5, 8.3, 2.0)]
+    assert filter_by_return(eps, 10.0, random_return=2.0)[1] == 2  # bar 8.4: stricter than 8.0
+    assert return_bar(10.0, 0.8, random_return=12.0) == 8.0  # an expert below random: no scale to use
+
+
+def test_a_task_whose_demonstrations_all_fall_short_names_the_bar_and_the_best(tmp_path):
+    from gato.config import get_preset
+    from gato.data.datasets import control_sources
+    from gato.envs import get_task
+    from gato.tokenization.text import TextTokenizer
+
+    env = get_task("control/pendulum").make()
+    spec = TaskSpec("control/pendulum", env.observation_space, env.action_space)
+    with DatasetWriter(tmp_path, spec, {"expert": "test"}) as w:
+        w.add(Episode([np.zeros(3, np.float32)] * 2, [np.zeros(1, np.float32)] * 2, np.array([-900.0, -900.0],
+                                                                                             np.float32)), seed=0)
+    with pytest.raises(ValueError, match=r"control/pendulum: all 1 episodes are below 80% of the expert return "
+                                         r".* from random .* \(a return of .*\); the best returned -1800.00"):
+        control_sources(tmp_path, get_preset("gato-tiny").token_map, TextTokenizer.default(), verbose=False)

@@ -80,7 +80,8 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         loss_weighting: token (the paper: the loss is a mean over target tokens, so text rows
             dominate it) or row (every row weighs the same, so each task's share of the gradient
             is its share of rows; docs/quality.md).
-        min_return: keep demonstrations with at least this fraction of the expert's return.
+        min_return: keep demonstrations at least this far from the random to the expert return
+            (0.8: the paper's 80% rule; 0 keeps episodes no worse than random).
         prompt_prob: share of control windows prepended with a demonstration prompt.
         prompt_match: prompts come from an episode with the same text observation (BabyAI: the same
             mission) where one exists, as `gato eval --prompt-match` prompts.

@@ -17,7 +17,7 @@ import numpy as np
 from gato.data.episode import TaskSpec
 from gato.data.jat import jat_folders
 from gato.data.sampling import ControlSource
-from gato.data.storage import JatTaskDataset, TaskDataset, filter_by_return, task_folder
+from gato.data.storage import JatTaskDataset, TaskDataset, filter_by_return, return_bar, task_folder
 from gato.data.vl.formats import read_json
 from gato.tokenization.vocab import TokenMap
 
@@ -66,12 +66,16 @@ def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = 
             raise ValueError(f"{name}: no training episodes under {root}" +
                              (f" ({'; '.join(ds.errors)})" if ds.errors else ""))
         expert = ref.get(name, {}).get("expert", {}).get("mean", float(np.mean([e.rewards.sum() for e in episodes])))
-        kept, dropped = filter_by_return(episodes, expert, threshold)
+        random = ref.get(name, {}).get("random", {}).get("mean")
+        kept, dropped = filter_by_return(episodes, expert, threshold, random)
+        what = (f"{threshold:.0%} of the expert return {expert:.2f}" + ("" if random is None else
+                f" from random {random:.2f}") + f" (a return of {return_bar(expert, threshold, random):.2f})")
         if verbose:
-            print(f"{name}: {len(kept)} episodes kept, {dropped} below {threshold:.0%} of the expert return "
-                  f"({expert:.2f})")
+            print(f"{name}: {len(kept)} episodes kept, {dropped} below {what}")
         if not kept:
-            raise ValueError(f"{name}: every episode is below {threshold:.0%} of the expert return {expert:.2f}")
+            best = max(float(e.rewards.sum()) for e in episodes)
+            raise ValueError(f"{name}: all {len(episodes)} episodes are below {what}; the best returned {best:.2f}. "
+                             f"Collect more episodes, or lower the bar (`gato train --min-return`)")
         # DAgger and decoy episodes: states the expert did not choose, with the expert's labels.
         # Their return is the behaviour's, so the return filter does not apply.
         for split, what in (("dagger", "DAgger episodes (expert-labelled learner states)"),

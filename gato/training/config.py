@@ -45,7 +45,7 @@ class TrainConfig:
     seed: int = 0
     data: str = "synthetic"  # "synthetic" or a dataset folder written by `gato collect`
     tasks: tuple[str, ...] = ()  # tasks of the dataset folder to train on (empty: all)
-    min_return: float = 0.8  # keep episodes with at least this fraction of the expert return
+    min_return: float = 0.8  # keep episodes this far from random to expert return (gato.data.storage.return_bar)
     max_episodes: int = 0  # at most this many training episodes per task (few-shot fine-tuning); 0: all
     prompt_prob: float = 0.25
     # Prompts from an episode with the same text (BabyAI: the same mission) where one exists, not

@@ -27,10 +27,10 @@ list<list<list<list<uint8>>>>; the reader accepts that layout and Hugging Face I
 from gato.data.storage.format import (ACT_COLUMNS, EXECUTED_COLUMNS, FINAL_COLUMNS, FORMAT_VERSION, IMAGE_COL,
                                       OBS_COLUMNS, SPLITS, TRUNCATED, columns, episode_to_row, row_to_episode,
                                       space_from_json, space_to_json)
-from gato.data.storage.reader import JatTaskDataset, TaskDataset, filter_by_return, jat_task_dataset
+from gato.data.storage.reader import JatTaskDataset, TaskDataset, filter_by_return, jat_task_dataset, return_bar
 from gato.data.storage.writer import DatasetWriter, task_folder, update_card
 
 __all__ = ["ACT_COLUMNS", "EXECUTED_COLUMNS", "FINAL_COLUMNS", "FORMAT_VERSION", "IMAGE_COL", "OBS_COLUMNS", "SPLITS",
            "TRUNCATED", "DatasetWriter", "JatTaskDataset", "TaskDataset", "columns", "episode_to_row",
-           "filter_by_return", "jat_task_dataset", "row_to_episode", "space_from_json", "space_to_json", "task_folder",
-           "update_card"]
+           "filter_by_return", "jat_task_dataset", "return_bar", "row_to_episode", "space_from_json", "space_to_json",
+           "task_folder", "update_card"]

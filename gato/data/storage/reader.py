@@ -194,11 +194,22 @@ def _infer_spaces(files: list[Path]) -> tuple[gym.Space, gym.Space, tuple[int, i
     return obs_space, act_space, stacked
 
 
-def filter_by_return(episodes: list[Episode], expert_return: float, threshold: float = 0.8) -> tuple[list[Episode], int]:
-    """Keep episodes whose return is at least `threshold` of the expert's (the paper's 80% rule).
+def return_bar(expert_return: float, threshold: float = 0.8, random_return: float | None = None) -> float:
+    """The least return an episode may have to be kept (the paper's "80% of the expert return").
 
-    The bar is expert - (1 - threshold) * |expert|: 0.8 * expert for a positive expert return,
-    and 1.2 * expert (lower, not higher) for a negative one. Returns (kept, number dropped)."""
-    bar = expert_return - (1.0 - threshold) * abs(expert_return)
+    With a random reference, `threshold` of the way from random to expert: the expert-normalised
+    scale the scores are reported on, so a return counts the same whatever its sign (reacher:
+    random -42.8, expert -3.7, bar -11.5). Without one (or an expert no better than random),
+    expert - (1 - threshold) * |expert|: 0.8 * expert for a positive return, 1.2 * expert for a
+    negative one."""
+    if random_return is not None and expert_return > random_return:
+        return random_return + threshold * (expert_return - random_return)
+    return expert_return - (1.0 - threshold) * abs(expert_return)
+
+
+def filter_by_return(episodes: list[Episode], expert_return: float, threshold: float = 0.8,
+                     random_return: float | None = None) -> tuple[list[Episode], int]:
+    """Keep episodes whose return reaches `return_bar`. Returns (kept, number dropped)."""
+    bar = return_bar(expert_return, threshold, random_return)
     kept = [e for e in episodes if float(np.sum(e.rewards, dtype=np.float64)) >= bar]
     return kept, len(episodes) - len(kept)
