@@ -366,6 +366,18 @@ def test_resume_needs_only_the_folder(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["lr"] == 3e-4
 
 
+def test_max_minutes_stops_with_a_checkpoint_and_says_how_to_go_on(tmp_path, capsys):
+    kw = dict(steps=50, batch_size=2, context=32, warmup=1, checkpoint_every=50, progress=False)
+    stopped = train(tmp_path / "run", max_minutes=1e-6, **kw)  # out of time after the first step
+    assert stopped["step"] == 1 and ckpt.latest_checkpoint(tmp_path / "run").name == "step_00000001"
+    assert f"stopped at step 1 of 50 after 1e-06 minutes (max_minutes), with a checkpoint in {tmp_path / 'run'}; " \
+           f"the same command with --resume continues it" in capsys.readouterr().out
+    assert train(tmp_path / "run", resume=True, steps=2, progress=False)["step"] == 2
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"max_minutes must be > 0, got {bad}"):
+            train(tmp_path / "other", max_minutes=bad, **kw)
+
+
 def test_train_resume_through_the_entry_point_is_exact(tmp_path, monkeypatch):
     """The `gato train` path: the gato-tiny preset, killed after its step-2 checkpoint, resumed
     with resume=True; the final checkpoint (weights, optimizer, data cursor, RNG) equals a straight run's."""

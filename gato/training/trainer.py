@@ -309,6 +309,8 @@ def run_training(cfg: TrainConfig, out: Path, *, device: str = "auto", resume: b
                  allow_data_change: bool = False) -> dict:
     """Train with a resolved configuration (what `gato train`, `gato dagger` and fine-tuning call)."""
     get_preset(cfg.preset)  # clear error for an unknown preset before any work
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(f"max_minutes must be > 0, got {max_minutes}")
     device = str(resolve_device(device))
     d = distributed.init(device, timeout_s)
     try:
@@ -373,6 +375,9 @@ def _train_locked(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: boo
     if d.main:
         result["history"] = history + result["history"]
         io.write_json(out / "history.json", result["history"], indent=2)
+        if result["step"] < cfg.steps:
+            print(f"stopped at step {result['step']} of {cfg.steps} after {max_minutes:g} minutes (max_minutes), "
+                  f"with a checkpoint in {out}; the same command with --resume continues it")
     return result
 
 
