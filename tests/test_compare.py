@@ -48,6 +48,19 @@ def test_pairing_by_seed_finds_a_small_gain_that_episode_spread_hides(tmp_path):
     assert lo < 0 < hi
 
 
+def test_sides_with_different_episode_counts_compare_the_episodes_both_played(tmp_path):
+    """A played 20 episodes, B the first 3 of them: every column is over those 3, and the table says so."""
+    base = np.linspace(0, 100, 20)
+    a = _evaluation(tmp_path / "a", {"t/x": base, "t/y": base})
+    b = _evaluation(tmp_path / "b", {"t/x": base[:3] + 10, "t/y": base + 10})
+    result = compare_tasks(load_evaluation(a), load_evaluation(b))
+    x = result["tasks"]["t/x"]
+    assert x["a"] == pytest.approx(base[:3].mean() / 100) and x["b"] - x["a"] == pytest.approx(x["delta"])
+    assert x["episodes"] == [20, 3] and x["compared"] == 3 and result["tasks"]["t/y"]["compared"] == 20
+    from gato.evaluation.compare import comparison_table
+    assert "different numbers of episodes of 1 task (t/x (20 vs 3))" in comparison_table(result)
+
+
 def test_an_unfinished_evaluation_compares_on_the_tasks_saved_so_far(tmp_path):
     a = _evaluation(tmp_path / "a", {"t/x": [10, 20], "t/y": [30, 40]})
     running = _evaluation(tmp_path / "b", {"t/y": [50, 60]}, finished=False)

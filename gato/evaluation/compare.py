@@ -54,8 +54,10 @@ def compare_tasks(a: dict, b: dict, seed: int = 0) -> dict:
         if sa is None or sb is None:
             continue
         delta, (lo, hi) = difference_ci(sa, sb, paired, seed)
-        rows[name] = {"a": float(np.mean(sa)), "b": float(np.mean(sb)), "delta": delta, "ci": [lo, hi],
-                      "episodes": [len(sa), len(sb)], "verdict": "up" if lo > 0 else "down" if hi < 0 else "="}
+        n = min(len(sa), len(sb))  # both columns over the episodes compared, so B - A is their difference
+        rows[name] = {"a": float(np.mean(sa[:n])), "b": float(np.mean(sb[:n])), "delta": delta, "ci": [lo, hi],
+                      "episodes": [len(sa), len(sb)], "compared": n,
+                      "verdict": "up" if lo > 0 else "down" if hi < 0 else "="}
     if not rows:
         raise ValueError("the two evaluations have no task in common with scores to compare")
     n = len(rows)
@@ -82,4 +84,8 @@ def comparison_table(result: dict, names: tuple[str, str] = ("A", "B")) -> str:
                  f"{s['up']} up, {s['down']} down |")
     how = ("paired: the same reset seeds, episode by episode" if s["paired"]
            else "unpaired: the evaluations used different seeds")
-    return "\n".join(lines) + f"\n\nIntervals: {REPS} bootstrap resamples of each task's episodes ({how}).\n"
+    uneven = [f"{name} ({r['episodes'][0]} vs {r['episodes'][1]})" for name, r in result["tasks"].items()
+              if r["episodes"][0] != r["episodes"][1]]
+    note = ("" if not uneven else f"\nA and B played different numbers of episodes of {len(uneven)} task{'s' * (len(uneven) > 1)} "
+            f"({', '.join(uneven)}); their rows compare the first episodes both played, only.\n")
+    return "\n".join(lines) + f"\n\nIntervals: {REPS} bootstrap resamples of each task's episodes ({how}).\n" + note
