@@ -86,6 +86,7 @@ def comparison_table(result: dict, names: tuple[str, str] = ("A", "B")) -> str:
            else "unpaired: the evaluations used different seeds")
     uneven = [f"{name} ({r['episodes'][0]} vs {r['episodes'][1]})" for name, r in result["tasks"].items()
               if r["episodes"][0] != r["episodes"][1]]
-    note = ("" if not uneven else f"\nA and B played different numbers of episodes of {len(uneven)} task{'s' * (len(uneven) > 1)} "
-            f"({', '.join(uneven)}); their rows compare the first episodes both played, only.\n")
+    tasks = f"{len(uneven)} task{'s' * (len(uneven) > 1)}"
+    note = ("" if not uneven else f"\nA and B played different numbers of episodes of {tasks} ({', '.join(uneven)}); "
+            f"their rows compare the first episodes both played, only.\n")
     return "\n".join(lines) + f"\n\nIntervals: {REPS} bootstrap resamples of each task's episodes ({how}).\n" + note
