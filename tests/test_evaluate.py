@@ -51,7 +51,8 @@ def test_eval_writes_results_with_normalised_scores(tmp_path, capsys):
     assert set(saved["phases"]) == {"act_s", "env_s", "videos_s", "vision_language_s"} and saved["phases"]["act_s"] > 0
     assert saved["domains"]["control"]["tasks"] == 2
     assert len(saved["overall"]["curve"]["thresholds"]) == 101
-    assert "control" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "control" in out and f"control/acrobot: no training episodes in {tmp_path / 'data'}, so no prompt" in out
     assert res["overall"]["tasks_normalized"] == 2
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "| control | 2 |" in report and "figure5.png" in report and "control/acrobot" in report
@@ -61,6 +62,9 @@ def test_eval_writes_results_with_normalised_scores(tmp_path, capsys):
     assert (tmp_path / "eval" / "videos" / "control-cartpole-seed100000.gif").read_bytes()[:6] == b"GIF89a"
     png = (tmp_path / "eval" / "figure5.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+    bare = evaluate(tmp_path / "run", tasks=("control/cartpole",), episodes=1, out=tmp_path / "bare", videos=0)
+    assert bare["prompts"] is None and "no demonstration prompts: no --data, and" in capsys.readouterr().out
 
     played = play(tmp_path / "run", "control/cartpole", out=tmp_path / "play", seed=3)
     gif = (tmp_path / "play" / "control-cartpole-seed3.gif").read_bytes()

@@ -88,6 +88,9 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
     folder = checkpoint_folder(Path(checkpoint))  # fixed now: a run that saves newer ones meanwhile is not mixed in
     model, meta, text = load_checkpoint(folder, device)
     prompts = prompt_source(checkpoint, data) if prompt else None
+    if prompt and prompts is None:
+        print(f"no demonstration prompts: no --data, and {folder} carries none, so every task is played "
+              f"unprompted (give --data DATA to prompt with its training episodes)")
     settings = EvalSettings(weights_sha256(folder), episodes, envs, seed, temperature, resolve_decode(decode, meta),
                             None if prompts is None else str(prompts), discrete_temperature=discrete_temperature,
                             prompt_match=True if prompt_match else None)
