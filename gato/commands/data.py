@@ -61,6 +61,8 @@ def scores(tasks: tuple[str, ...] = ("all",), episodes: int = 50, seed: int = 10
     from gato.rollout import parallel_map
     from tqdm import tqdm
 
+    if episodes < 1 or workers < 1:
+        raise ValueError(f"episodes and workers must be >= 1, got {episodes} and {workers}")
     path = Path(out)
     if path.exists() and not force:
         raise ValueError(f"--out {path} exists; pass --force to update it (measured tasks are replaced, the others "
@@ -123,6 +125,8 @@ def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None,
         raise ValueError("name at least one task, domain or data set to collect (see `gato tasks`)")
     if episodes < 0 or test_episodes < -1:
         raise ValueError(f"episodes must be >= 0 and test_episodes >= -1, got {episodes} and {test_episodes}")
+    if workers < 1 or shard_episodes < 1:
+        raise ValueError(f"workers and shard_episodes must be >= 1, got {workers} and {shard_episodes}")
     if noise != "auto" and not (isinstance(noise, (int, float)) and 0.0 <= noise <= 1.0):
         raise ValueError(f"noise must be a number in [0, 1] or 'auto', got {noise!r}")
     sets = [t for t in targets if is_set_target(t)]

@@ -25,6 +25,8 @@ def inspect(source: str = "toy/find-square", start: int = 0, count: int = 64, se
     from gato.data import synthetic
     from gato.tokenization.text import TextTokenizer
 
+    if start < 0 or count < 1:
+        raise ValueError(f"start must be >= 0 and count >= 1, got {start} and {count}")
     model_cfg = get_preset(preset)
     if not 1 <= context <= model_cfg.context:
         raise ValueError(f"context must be in [1, {model_cfg.context}] (the {preset} model's context), got {context}")
