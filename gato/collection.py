@@ -121,7 +121,11 @@ def collect_tasks(targets: list[str], episodes: int, test_episodes: int, workers
                               executed=level > 0 or decoy > 0, final=True)
             done = w.seeds_on_disk(split)
             writers[task.name, split] = w
-            jobs += [(task.name, split, s, level, decoy) for s in seeds if s not in done]
+            todo = [(task.name, split, s, level, decoy) for s in seeds if s not in done]
+            if seeds and not todo:
+                print(f"{task.name} {split}: the {len(seeds)} episodes asked for (seeds {seeds[0]}-{seeds[-1]}) are on "
+                      f"disk already; more need a larger --episodes or another --seed")
+            jobs += todo
     failures: dict[str, int] = {}
     bar = tqdm(total=len(jobs), disable=not progress, unit="episode")
     try:

@@ -16,7 +16,7 @@ from gato.tokenization.text import TextTokenizer
 from gato.tokenization.vocab import Kind
 
 
-def test_collect_writes_train_and_test_splits(tmp_path):
+def test_collect_writes_train_and_test_splits(tmp_path, capsys):
     result = collect(("control/cartpole", "control/mountaincar"), episodes=5, test_episodes=2, out=tmp_path,
                      shard_episodes=2, progress=False)
     assert result["episodes"]["control/cartpole"] == {"train": 5, "test": 2}
@@ -27,6 +27,10 @@ def test_collect_writes_train_and_test_splits(tmp_path):
     assert ds.spec.observation_space == env.observation_space
     # Expert episodes of CartPole last the full 500 steps.
     assert all(len(e) == 500 for e in ds.episodes("train"))
+    capsys.readouterr()
+    again = collect(("control/cartpole",), episodes=3, test_episodes=2, out=tmp_path, progress=False)
+    assert again["episodes"]["control/cartpole"] == {"train": 5, "test": 2}
+    assert "control/cartpole train: the 3 episodes asked for (seeds 0-2) are on disk already" in capsys.readouterr().out
 
 
 def test_collect_resumes_after_a_kill(tmp_path, monkeypatch):
