@@ -60,7 +60,7 @@ def test_a_config_saved_before_a_field_existed_merges_with_one_that_has_its_defa
 def test_merge_refuses_other_models_bad_weights_and_existing_outputs(tmp_path):
     model = ckpt.load_meta(SHIPPED)["model"]
     _moved_copy(tmp_path / "wider", model={**model, "width": model["width"] * 2})
-    with pytest.raises(ValueError, match="are different models"):
+    with pytest.raises(ValueError, match=rf"are different models \(width: {model['width']} vs {model['width'] * 2}\)"):
         merge(SHIPPED, tmp_path / "wider", out=tmp_path / "x")
     _moved_copy(tmp_path / "tuned")
     with pytest.raises(ValueError, match=r"--weight 1.5 is outside \[0, 1\]"):

@@ -145,6 +145,12 @@ def test_eval_rejects_zero_episodes_before_loading(capsys, tmp_path):
     assert code == 2 and "episodes and workers must be >= 1" in err
 
 
+def test_a_checkpoint_file_for_its_folder_names_the_folder(capsys, tmp_path):
+    code, err = run_cli(capsys, "eval", str(SHIPPED / "model.safetensors"), "--out", str(tmp_path / "e"))
+    assert code == 2 and f"model.safetensors is a file: give the checkpoint folder that holds it ({SHIPPED})" in err
+    assert not (tmp_path / "e").exists()
+
+
 def test_an_os_error_is_one_line_and_version_prints(capsys, tmp_path):
     target = tmp_path / "file"
     target.write_text("x")

@@ -20,6 +20,8 @@ from gato.training.config import TOKENIZER_FILE
 def checkpoint_folder(path: Path) -> Path:
     """`path` itself if it is a checkpoint folder, else the newest checkpoint of the run folder."""
     path = Path(path)
+    if path.is_file():
+        raise ValueError(f"{path} is a file: give the checkpoint folder that holds it ({path.parent})")
     if not (path / "model.safetensors").exists() and path.is_dir():
         path = ckpt.latest_checkpoint(path) or path
     return path

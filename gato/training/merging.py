@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gato.config import ModelConfig
+from gato.config import ModelConfig, config_diff
 from gato.training import checkpoint as ckpt
 from gato.training.config import TOKENIZER_FILE
 from gato.training.loading import checkpoint_folder, load_tokenizer
@@ -23,7 +23,7 @@ def merge_checkpoints(first: Path, second: Path, out: Path, weight: float) -> Pa
     # compared as configs, so a field added since one of them was saved takes its default there
     model_a, model_b = (ModelConfig.from_dict(m["model"]).to_dict() for m in (meta_a, meta_b))
     if model_a != model_b:
-        raise ValueError(f"{a} and {b} are different models ({model_a} vs {model_b}): "
+        raise ValueError(f"{a} and {b} are different models ({config_diff(model_a, model_b)}): "
                          "only checkpoints of one model can be merged")
     text_a, text = load_tokenizer(a), load_tokenizer(b)
     if text_a.sha256 != text.sha256:

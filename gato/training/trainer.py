@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from gato import io
-from gato.config import ModelConfig, get_preset
+from gato.config import ModelConfig, config_diff, get_preset
 from gato.data.loader import step_batches
 from gato.data.sampling import Batch
 from gato.device import resolve_device
@@ -85,7 +85,7 @@ class Trainer:
         have, want = theirs.get("num_layers"), mine["num_layers"]
         shallower = isinstance(have, int) and 1 <= have < want and {**theirs, "num_layers": want} == mine
         if theirs != mine and not shallower:
-            raise ValueError(f"--init {path}: its model differs from {self.model_cfg.name}: {_diff(theirs, mine)}"
+            raise ValueError(f"--init {path}: its model differs from {self.model_cfg.name}: {config_diff(theirs, mine)}"
                              " (only the number of layers may be smaller)")
         if meta.get("tokenizer", {}).get("sha256") != self.text.sha256:
             raise ValueError(f"--init {path}: trained with tokenizer {meta.get('tokenizer')}, not "
@@ -132,7 +132,7 @@ class Trainer:
         saved = ModelConfig.from_dict(meta["model"]).to_dict()
         if saved != self.model_cfg.to_dict():
             raise ValueError(f"{path}: checkpoint model config differs from this run's: "
-                             f"{_diff(saved, self.model_cfg.to_dict())}")
+                             f"{config_diff(saved, self.model_cfg.to_dict())}")
         saved_tok = meta.get("tokenizer", {}).get("sha256")
         if saved_tok != self.text.sha256:
             raise ValueError(f"{path}: checkpoint was trained with tokenizer {meta.get('tokenizer')}, "
@@ -299,11 +299,6 @@ def model_config(cfg: TrainConfig, resumed: Path | None = None) -> ModelConfig:
     return dataclasses.replace(preset, observation_order=order) if order else preset
 
 
-def _diff(a: dict, b: dict) -> str:
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
-
-
 def run_training(cfg: TrainConfig, out: Path, *, device: str = "auto", resume: bool = False, progress: bool = True,
                  max_minutes: float | None = None, timeout_s: float = 600.0, on_save=None,
                  allow_data_change: bool = False) -> dict:
@@ -336,7 +331,7 @@ def _train_locked(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: boo
         same = lambda c: {k: v for k, v in c.items() if k not in EXECUTION_FIELDS}  # noqa: E731
         if same(saved) != same(mine):
             raise ValueError(f"{latest}: cannot resume with a different training config: "
-                             f"{_diff(same(saved), same(mine))}")
+                             f"{config_diff(same(saved), same(mine))}")
     elif latest is not None:
         raise ValueError(f"{out} already holds checkpoints (newest {latest.name}); pass --resume to "
                          f"continue it or choose another --out")
