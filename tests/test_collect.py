@@ -96,6 +96,8 @@ def test_training_sources_from_collected_data(tmp_path):
     assert set(np.unique(kinds[batch.loss_mask.numpy()])) <= {Kind.DISCRETE_ACTION, Kind.CONTINUOUS_ACTION}
     with pytest.raises(ValueError, match="does not exist"):
         control_sources(tmp_path / "nope", tm, TextTokenizer.default())
+    with pytest.raises(ValueError, match=r"task 'control/cartpol' is not collected under .*did you mean: control/cartpole"):
+        control_sources(tmp_path, tm, TextTokenizer.default(), tasks=("control/cartpol",))
 
 
 def test_unknown_task_is_rejected_before_any_work(tmp_path):

@@ -1,14 +1,16 @@
 """Datasets on disk -> training sources: one ControlSource per task folder, filtered by return.
 
-SPEC: keep only episodes whose return is at least 80% of the expert's. The expert return is the
-task's reference score (gato/envs/scores.json) when it has one, else the mean return of the
-task's own training split. Episodes of the `dagger` split (`gato dagger`) and the `decoy` split
+SPEC: keep only episodes whose return is at least 80% of the expert's; we measure the 80% from
+the random to the expert return (`return_bar`, docs/design.md). The expert return is the task's
+reference score (gato/envs/scores.json) when it has one, else the mean return of the task's own
+training split. Episodes of the `dagger` split (`gato dagger`) and the `decoy` split
 (`gato collect --decoy`) are all kept. Task
 folders are ours (`gato collect`) or local copies of JAT's (gato/data/jat.py).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,9 +56,15 @@ def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = 
     `spec_of` gives the spaces of JAT tasks we have an environment for (`open_task`)."""
     from gato.envs.scores import load_scores
 
-    names = list(tasks) or find_tasks(root)
+    have = find_tasks(root)
+    names = list(tasks) or have
     if not names:
         raise ValueError(f"no task datasets under {root} (expected <domain>/<task>/card.json)")
+    for name in names:
+        if name not in have:
+            close = difflib.get_close_matches(name, have, n=5, cutoff=0.5)
+            raise ValueError(f"task {name!r} is not collected under {root}" + (
+                f"; did you mean: {', '.join(close)}" if close else f" (it holds {len(have)} tasks)"))
     ref = load_scores()
     out = []
     for name in names:
