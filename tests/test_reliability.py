@@ -126,6 +126,7 @@ def test_a_non_finite_value_in_a_dataset_is_named_before_training(tmp_path, pend
     (["collect", "control/cartpole", "--workers", "0"], "workers and shard_episodes must be >= 1, got 0 and 16"),
     (["scores", "--tasks", "control/cartpole", "--workers", "-2", "--out", "s.json"], "episodes and workers must be >= 1"),
     (["inspect", "--count", "-5"], "start must be >= 0 and count >= 1, got 0 and -5"),
+    (["chat", "nothing", "--prompt", "hi", "--max-tokens", "-4"], "--max-tokens must be >= 1, got -4"),
     (["tasks", "--domain", "typo"], "unknown domain 'typo'"),
     (["play", "nothing", "control/cartpole", "--max-frames", "0"], "max_frames must be >= 1, got 0"),
     (["play", "nothing", "control/cartpole", "--max-frames", "-3"], "max_frames must be >= 1, got -3"),

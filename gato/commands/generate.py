@@ -16,10 +16,12 @@ from gato.tokenization.images import PATCH, grid_shape
 TRAINED_SIZE = 64  # the largest images of the offline vision-language sets (gato.data.vl.builders)
 
 
-def _setup(checkpoint: Path, device: str, seed: int):
+def _setup(checkpoint: Path, device: str, seed: int, max_tokens: int):
     """The checkpoint's model and tokenizer, and a seeded generator to sample with."""
     from gato.training.loading import load_checkpoint
 
+    if max_tokens < 1:
+        raise ValueError(f"--max-tokens must be >= 1, got {max_tokens}")
     device = resolve_device(device)
     model, _, text = load_checkpoint(Path(checkpoint), device)
     return model, text, torch.Generator(device=device).manual_seed(seed)
@@ -76,7 +78,7 @@ def caption(checkpoint: Positional[Path], images: Positional[tuple[Path, ...]], 
         device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
     """
     _check_size(size)
-    model, text, gen = _setup(checkpoint, device, seed)
+    model, text, gen = _setup(checkpoint, device, seed, max_tokens)
     tm = model.cfg.token_map
     pictures = _images(images, size)
     for im in pictures:
@@ -110,7 +112,7 @@ def vqa(checkpoint: Positional[Path], image: Positional[Path], question: Positio
     if not question.strip():
         raise ValueError("the question is empty")
     _check_size(size)
-    model, text, gen = _setup(checkpoint, device, seed)
+    model, text, gen = _setup(checkpoint, device, seed, max_tokens)
     picture, asked = _images([image], size)[0], text.encode(vqa_prompt(question))
     _check_fits(model, picture, len(asked), max_tokens, size)
     prompt = image_prompt(picture, asked, model.cfg.token_map)
@@ -133,7 +135,7 @@ def chat(checkpoint: Positional[Path], prompt: str | None = None, temperature: f
         seed: sampling seed.
         device: auto (cuda if available, else cpu), cpu, cuda or cuda:N.
     """
-    model, text, gen = _setup(checkpoint, device, seed)
+    model, text, gen = _setup(checkpoint, device, seed, max_tokens)
 
     def reply(history: str) -> str:
         ids = generate(model, [text_prompt(text.encode(history), model.cfg.token_map)], max_tokens,
