@@ -1,6 +1,8 @@
-# Both targets set up .venv from nothing (torch==2.13.0 first: a CPU build where one is offered,
-# and pinning it keeps pip from pulling a newer CUDA build through a dependency range).
+# Both targets set up .venv from nothing (torch==2.13.0 first, from pip's configured index or
+# TORCH_INDEX, e.g. https://download.pytorch.org/whl/cpu for the CPU-only wheel; pinning it keeps
+# pip from pulling a newer CUDA build through a dependency range).
 PYTHON ?= python3
+TORCH_INDEX ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 export SDL_VIDEODRIVER ?= dummy
@@ -11,7 +13,7 @@ export MUJOCO_GL ?= egl
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e '.[all,test,bench]'
 	touch $@
 
