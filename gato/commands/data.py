@@ -30,8 +30,8 @@ def tasks(domain: str | None = None) -> list[dict]:
         rows.append({"name": t.name, "domain": t.domain, "observation": s.get("observation", "?"),
                      "action": s.get("action", "?"), "expert": t.expert_kind,
                      "random_score": s.get("random", {}).get("mean"), "expert_score": s.get("expert", {}).get("mean")})
-    fmt = "{:<42} {:<30} {:<16} {:<10} {:>10} {:>10}"
-    print(fmt.format("task", "observation", "action", "expert", "random", "expert"))
+    fmt = "{:<42} {:<30} {:<16} {:<12} {:>12} {:>12}"
+    print(fmt.format("task", "observation", "action", "expert kind", "random score", "expert score"))
     for r in rows:
         num = [f"{v:.1f}" if v is not None else "-" for v in (r["random_score"], r["expert_score"])]
         print(fmt.format(r["name"], r["observation"][:30], r["action"][:16], r["expert"], *num))
