@@ -373,8 +373,8 @@ def test_max_minutes_stops_with_a_checkpoint_and_says_how_to_go_on(tmp_path, cap
     assert f"stopped at step 1 of 50 after 1e-06 minutes (max_minutes), with a checkpoint in {tmp_path / 'run'}; " \
            f"the same command with --resume continues it" in capsys.readouterr().out
     assert train(tmp_path / "run", resume=True, steps=2, progress=False)["step"] == 2
-    for bad in (0, -1):
-        with pytest.raises(ValueError, match=f"max_minutes must be > 0, got {bad}"):
+    for bad in (-1, float("nan")):
+        with pytest.raises(ValueError, match=f"max_minutes must be >= 0, got {bad}"):
             train(tmp_path / "other", max_minutes=bad, **kw)
 
 

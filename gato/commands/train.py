@@ -102,7 +102,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
             parallelism, precision) may be given again.
         allow_data_change: resume even though the training data changed since the run started.
         device: auto, cpu or cuda.
-        max_minutes: stop (with a checkpoint) after this many minutes.
+        max_minutes: stop (with a checkpoint) after this many minutes (0: after the first step).
         timeout_s: seconds a rank waits for the others in a collective before failing.
         progress: show a progress bar.
     """

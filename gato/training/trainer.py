@@ -304,8 +304,8 @@ def run_training(cfg: TrainConfig, out: Path, *, device: str = "auto", resume: b
                  allow_data_change: bool = False) -> dict:
     """Train with a resolved configuration (what `gato train`, `gato dagger` and fine-tuning call)."""
     get_preset(cfg.preset)  # clear error for an unknown preset before any work
-    if max_minutes is not None and not max_minutes > 0:
-        raise ValueError(f"max_minutes must be > 0, got {max_minutes}")
+    if max_minutes is not None and not max_minutes >= 0:  # 0: stop after the first step
+        raise ValueError(f"max_minutes must be >= 0, got {max_minutes}")
     device = str(resolve_device(device))
     d = distributed.init(device, timeout_s)
     try:
