@@ -6,6 +6,7 @@ maps command names to functions (imported lazily so `gato --help` is fast).
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -87,9 +88,13 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage())
         known = {k[0] for k in COMMANDS}
         if argv and argv[0] not in ("-h", "--help"):
-            hint = f" (did you mean: {', '.join(' '.join(k) for k in COMMANDS if k[0] == argv[0])}?)" \
-                if argv[0] in known else ""
-            print(f"\nerror: unknown command {' '.join(argv[:2])!r}{hint}", file=sys.stderr)
+            words = [a for a in argv[:2] if not a.startswith("-")][:2 if argv[0] in known else 1]
+            names = [" ".join(k) for k in COMMANDS]
+            group = [n for n in names if n.startswith(argv[0] + " ")] if argv[0] in known else names
+            close = difflib.get_close_matches(" ".join(words), group, n=3, cutoff=0.6) or \
+                (group if argv[0] in known else [])
+            hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+            print(f"\nerror: unknown command {' '.join(words)!r}{hint}", file=sys.stderr)
             sys.exit(2)
         return
     fn = _load(COMMANDS[key][0])

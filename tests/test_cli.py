@@ -31,6 +31,10 @@ def test_usage_lists_commands_and_rejects_unknown(capsys):
     assert code == 2 and "unknown command 'frobnicate'" in err
     code, _, err = run(capsys, "bench")
     assert code == 2 and "bench train" in err
+    code, _, err = run(capsys, "trian", "--steps", "1")  # a typo: the closest command, without the flags
+    assert code == 2 and "unknown command 'trian' (did you mean: train?)" in err
+    code, _, err = run(capsys, "bench", "trian")
+    assert code == 2 and "unknown command 'bench trian' (did you mean: bench train" in err
 
 
 def test_a_command_group_help_lists_its_commands(capsys):
