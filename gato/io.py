@@ -66,8 +66,11 @@ def read_json(path: str | Path, what: str = "file"):
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, job: str) -> Iterator[None]:
     """Hold an exclusive lock on `folder` for this job; a second job on it fails at once with a
-    clear error. The lock dies with the process (flock), so a killed job leaves none behind."""
+    clear error. The lock dies with the process (flock), so a killed job leaves none behind. A
+    folder the lock made, that holds nothing else when the job ends (it failed before writing),
+    is removed."""
     folder = Path(folder)
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -79,7 +82,12 @@ def folder_lock(folder: str | Path, job: str) -> Iterator[None]:
                              f"or choose another folder") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{job}, pid {os.getpid()}".encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            if made and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+                (folder / LOCK_FILE).unlink()
+                folder.rmdir()
     finally:
         os.close(fd)
 

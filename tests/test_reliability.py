@@ -78,6 +78,13 @@ def test_train_refuses_a_foreign_folder_and_a_second_job(tmp_path, pendulum):
         with pytest.raises(ValueError, match="in use by another job .another gato train"):
             train(out=tmp_path / "busy", data=str(pendulum), **SMALL)
     train(out=tmp_path / "busy", data=str(pendulum), **SMALL)  # free once the other job ends
+    with pytest.raises(ValueError, match="does not exist"):  # a job that fails before writing leaves no folder
+        train(out=tmp_path / "new" / "run", data=str(tmp_path / "nope"), **SMALL)
+    assert not (tmp_path / "new" / "run").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ValueError, match="does not exist"):  # nor removes one it did not make
+        train(out=tmp_path / "kept", data=str(tmp_path / "nope"), **SMALL)
+    assert (tmp_path / "kept").is_dir()
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
