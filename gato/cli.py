@@ -57,7 +57,29 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
 
 def _load(target: str):
     module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
+    fn = getattr(importlib.import_module(module), name)
+    fn.__doc__ = _joined_args(fn.__doc__ or "")
+    return fn
+
+
+def _joined_args(doc: str) -> str:
+    """The docstring with each argument's continuation lines joined to it: tyro keeps a
+    function's line breaks inside an option's help, which then breaks mid-sentence."""
+    out, indent = [], None  # indent: of the argument lines, inside an Args: section
+    for line in doc.splitlines():
+        depth = len(line) - len(line.lstrip())
+        if line.strip() == "Args:":
+            indent = -1
+        elif indent is not None and line.strip():
+            if indent < 0:
+                indent = depth
+            elif depth > indent:
+                out[-1] += " " + line.strip()
+                continue
+            elif depth < indent:
+                indent = None
+        out.append(line)
+    return "\n".join(out)
 
 
 def _usage(group: str | None = None) -> str:

@@ -37,6 +37,19 @@ def test_usage_lists_commands_and_rejects_unknown(capsys):
     assert code == 2 and "unknown command 'bench trian' (did you mean: bench train" in err
 
 
+def test_every_option_help_is_one_paragraph():
+    """tyro keeps a docstring's line breaks inside an option's help; the CLI joins them."""
+    from tyro._docstrings import parse_docstring_from_object
+
+    from gato.cli import COMMANDS, _load
+
+    for target, _ in COMMANDS.values():
+        helps = parse_docstring_from_object(_load(target))
+        assert not [name for name, text in helps.items() if "\n" in text], target
+    assert len(COMMANDS) > 30 and "the number of the first round, to continue from another checkpoint and the " \
+        "aggregate" in parse_docstring_from_object(_load(COMMANDS["dagger",][0]))["first_round"]
+
+
 def test_a_command_group_help_lists_its_commands(capsys):
     code, out, _ = run(capsys, "bench", "--help")
     assert code == 0 and "usage: gato bench <command>" in out and "bench memory" in out and "tokenizer" not in out

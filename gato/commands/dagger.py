@@ -56,7 +56,7 @@ def dagger(checkpoint: Positional[Path], tasks: tuple[str, ...] = (), rounds: in
         progress: show a progress bar while training.
         discrete_temperature: sample the learner's discrete action tokens at this temperature,
             as `gato eval` does, so its rollouts visit the states evaluation does (0: greedy).
-        first_round: the number of the first round, to continue from another checkpoint an
+        first_round: the number of the first round, to continue from another checkpoint and the
             aggregate that earlier rounds (another OUT) wrote into DATA: a round's reset seeds,
             shards and expert share follow its number, so round 1 again would find round 1's
             episodes on disk and collect nothing new.

@@ -96,7 +96,7 @@ def collect(targets: Positional[tuple[str, ...]] = (), suite: str | None = None,
     Args:
         targets: task names (e.g. control/cartpole), domains (e.g. babyai), vision-language sets
             (vl for all, or vl/scenes, vl/scenes-vqa, vl/openmoji, vl/digits, vl/babyai) and/or text.
-        suite: also every task of this named suite (demo, core; gato/suites.py).
+        suite: also every task of this named suite (quick, demo, core, heldout; gato/suites.py).
         episodes: training episodes per task.
         test_episodes: held-out episodes per task (-1: a tenth of `episodes`, at least 1).
         workers: parallel processes.

@@ -40,7 +40,7 @@ def evaluate(checkpoint: Positional[Path], tasks: tuple[str, ...] | None = None,
     Args:
         checkpoint: checkpoint folder or run folder (newest checkpoint).
         tasks: task and/or domain names (default: the control domain, or none when a suite is given).
-        suite: also every task of this named suite (demo, core; gato/suites.py).
+        suite: also every task of this named suite (quick, demo, core, heldout; gato/suites.py).
         episodes: episodes per task (the paper uses 50).
         envs: environments stepped together per task (0: all of its episodes at once, up to
             64, so no short batch of leftover episodes runs alone at the end).

@@ -38,12 +38,16 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
           max_minutes: float | None = None, timeout_s: float = 600.0, progress: bool = True) -> dict:
     """Train a Gato model; checkpoints and TensorBoard logs go to OUT.
 
+    Options shown with "default: None" take the recipe's value (gato/training/config.py,
+    TRAIN_PRESETS); `gato mixture` and the run's config.json show what was resolved.
+
     On several processes, launch it with torchrun (`torchrun --nproc_per_node=8 -m gato train ...`):
     each rank trains on its share of every global batch; OUT must be on a filesystem every node sees.
 
     Args:
         out: run folder (config.json, step_XXXXXXXX/ checkpoints, tb/ logs).
-        recipe: training preset: tiny (minutes on CPU) or paper (the paper's schedule).
+        recipe: training preset: tiny (minutes on CPU), gato-tiny (the shipped model's) or paper
+            (the paper's schedule); gato/training/config.py lists them all.
         preset: model preset (`gato presets`: gato-tiny, gato-tiny-deep, gato-79m, ...); default: the recipe's.
         steps: total optimizer steps.
         batch_size: sequences per step, over all ranks (the global batch).
@@ -52,7 +56,7 @@ def train(out: Path = Path("runs/gato-tiny"), recipe: str = "tiny", preset: str 
         seed: seed of weights and data order.
         data: "synthetic" (generated toy tasks, text and captions) or a dataset folder from `gato collect`.
         tasks: tasks of the dataset folder to train on (default: all).
-        suite: train on this named suite's tasks (demo, core; gato/suites.py), added to TASKS.
+        suite: train on this named suite's tasks (quick, demo, core, heldout; gato/suites.py), added to TASKS.
         vl_sets: vision-language and text sets of the dataset folder (default: all; `gato collect vl text`).
         vl_weight: share of each batch drawn from those sets (paper: about 0.15).
         warmup: linear warm-up steps.
