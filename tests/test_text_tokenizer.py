@@ -147,12 +147,14 @@ def test_tokenizer_train_command(tmp_path, capsys, corpus):
     assert tyro.cli(tokenizer_train, args=args) == out
     assert TextTokenizer.from_file(out).vocab_size == 400
     assert str(out) in capsys.readouterr().out
+    with pytest.raises(ValueError, match="exists; pass --force to replace it"):
+        tokenizer_train(out, 400, docs)
     with pytest.raises(FileNotFoundError, match="nope.txt"):
-        tokenizer_train(out, 400, [docs[0], tmp_path / "nope.txt"])
+        tokenizer_train(out, 400, [docs[0], tmp_path / "nope.txt"], force=True)
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("café".encode("latin-1"))
     with pytest.raises(ValueError, match="latin1.txt"):
-        tokenizer_train(out, 400, [docs[0], latin1])
+        tokenizer_train(out, 400, [docs[0], latin1], force=True)
 
 
 def test_eos_is_appended_only_when_asked():

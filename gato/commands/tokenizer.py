@@ -8,7 +8,7 @@ from pathlib import Path
 from gato.tokenization.text import TextTokenizer, build_default_corpus, train_tokenizer
 
 
-def tokenizer_train(out: Path, vocab_size: int = 4096, input: list[Path] | None = None) -> Path:
+def tokenizer_train(out: Path, vocab_size: int = 4096, input: list[Path] | None = None, force: bool = False) -> Path:
     """Train a SentencePiece text tokenizer.
 
     Args:
@@ -17,9 +17,12 @@ def tokenizer_train(out: Path, vocab_size: int = 4096, input: list[Path] | None 
         input: UTF-8 text files, one document each, or .jsonl files of {"text": ...} documents
             (e.g. DIR/text/corpus/train.jsonl from `gato collect text`). Default: text that ships
             with Python.
+        force: replace OUT if it exists (otherwise an error: a checkpoint's text ids depend on it).
     """
     from gato.data.vl.formats import read_documents
 
+    if Path(out).exists() and not force:
+        raise ValueError(f"--out {out} exists; pass --force to replace it")
     if input is None:
         texts = build_default_corpus()
     else:
