@@ -129,6 +129,8 @@ def test_a_non_finite_value_in_a_dataset_is_named_before_training(tmp_path, pend
     (["train", "--steps", "0"], "steps must be >= 1"),
     (["train", "--checkpoint-every", "0"], "checkpoint_every must be >= 1"),
     (["train", "--start-prob", "2"], "start_prob must be in"),
+    (["train", "--lr", "-0.001"], "lr must be > 0, got -0.001"),
+    (["train", "--warmup", "-5"], "warmup must be >= 0, got -5"),
     (["collect", "control/cartpole", "--episodes", "-1"], "episodes must be >= 0"),
     (["collect", "control/cartpole", "--workers", "0"], "workers and shard_episodes must be >= 1, got 0 and 16"),
     (["scores", "--tasks", "control/cartpole", "--workers", "-2", "--out", "s.json"], "episodes and workers must be >= 1"),

@@ -95,9 +95,11 @@ class TrainConfig:
         for name in ("start_prob", "task_balance", "prompt_prob", "vl_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.target_sigma < 0 or self.lr <= 0 or self.warmup < 0 or self.context < 0:
-            raise ValueError(f"target_sigma, warmup and context must be >= 0 and lr > 0, got "
-                             f"{self.target_sigma}, {self.warmup}, {self.context} and {self.lr}")
+        for name in ("target_sigma", "warmup", "context"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
         parse_task_weights(self.task_weights)
         if self.loss_weighting not in ("token", "row"):
             raise ValueError(f"loss_weighting must be token or row, got {self.loss_weighting!r}")
