@@ -70,6 +70,10 @@ def test_decoys_are_a_split_beside_the_demonstrations_and_training_keeps_them(tm
     assert len(src.episodes) == 10
     with pytest.raises(ValueError, match="decoy 1.0, not 0.5"):
         collect(("babyai/GoToLocal",), episodes=8, out=tmp_path, decoy=0.5, progress=False)
+    alone = tmp_path / "alone"  # decoys without demonstrations: the error says what is missing
+    collect(("babyai/GoToLocal",), episodes=2, out=alone, decoy=1.0, progress=False)
+    with pytest.raises(ValueError, match="holds only decoy episodes, .*collect the task's demonstrations"):
+        control_sources(alone, get_preset("gato-tiny").token_map, TextTokenizer.default(), verbose=False)
 
 
 @pytest.mark.parametrize("task,kwargs,msg", [

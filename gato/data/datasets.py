@@ -71,8 +71,11 @@ def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = 
         ds = open_task(root, name, spec_of)
         episodes = ds.episodes("train", limit=max_episodes or None)
         if not episodes:
+            only = [split for split in ("decoy", "dagger") if (ds.folder / split).is_dir()]
             raise ValueError(f"{name}: no training episodes under {root}" +
-                             (f" ({'; '.join(ds.errors)})" if ds.errors else ""))
+                             (f" ({'; '.join(ds.errors)})" if ds.errors else "") +
+                             (f"; it holds only {' and '.join(only)} episodes, which train beside demonstrations: "
+                              f"collect the task's demonstrations into the same folder first" if only else ""))
         expert = ref.get(name, {}).get("expert", {}).get("mean", float(np.mean([e.rewards.sum() for e in episodes])))
         random = ref.get(name, {}).get("random", {}).get("mean")
         kept, dropped = filter_by_return(episodes, expert, threshold, random)
