@@ -78,6 +78,18 @@ def test_inspect_unknown_source(capsys):
     assert code == 2 and "toy/find-square" in err
 
 
+def test_inspect_a_collected_task(capsys, tmp_path):
+    from gato.commands.data import collect
+
+    collect(("control/cartpole",), episodes=2, test_episodes=1, out=tmp_path, progress=False)
+    code, out, _ = run(capsys, "inspect", "--source", "control/cartpole", "--data", str(tmp_path), "--count", "20")
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert code == 0 and {"CONTINUOUS_OBS", "DISCRETE_ACTION", "SEPARATOR"} <= {r[1] for r in rows}
+    assert all(r[4] == ("1" if r[1] == "DISCRETE_ACTION" else "0") for r in rows)  # loss on actions only
+    code, _, err = run(capsys, "inspect", "--source", "control/cartpol", "--data", str(tmp_path))
+    assert code == 2 and "valid sources:" in err and "control/cartpole" in err
+
+
 def test_train_unknown_preset_lists_valid(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--preset", "gato-2b", "--out", str(tmp_path / "r"))
     assert code == 2 and "gato-2b" in err and "gato-1.18b" in err
