@@ -169,7 +169,7 @@ def _learning_curve(cfg, every: int, tasks: tuple[str, ...], episodes: int):
 def mixture(data: Positional[Path], recipe: str = "gato-tiny", preset: str | None = None,
             tasks: tuple[str, ...] = (), suite: str | None = None, task_balance: float | None = None,
             task_weights: tuple[str, ...] = (), vl_weight: float | None = None, context: int | None = None,
-            rows: int = 2000) -> list[dict]:
+            min_return: float | None = None, rows: int = 2000) -> list[dict]:
     """Print where a training mixture's rows and loss go: per task and vision-language set, its
     share of rows and of loss targets. A loss averaged over targets (`--loss-weighting token`, the
     paper) gives each its target share of the gradient, so a task of 150-token timesteps with one
@@ -185,6 +185,7 @@ def mixture(data: Positional[Path], recipe: str = "gato-tiny", preset: str | Non
         task_weights: as `gato train --task-weights` (TASK=FACTOR).
         vl_weight: as `gato train --vl-weight`.
         context: tokens per row (default: the recipe's).
+        min_return: as `gato train --min-return`.
         rows: rows to draw (the shares are their counts).
     """
     from gato.config import get_preset
@@ -200,7 +201,7 @@ def mixture(data: Positional[Path], recipe: str = "gato-tiny", preset: str | Non
     if recipe not in TRAIN_PRESETS:
         raise ValueError(f"unknown recipe {recipe!r}; valid recipes: {', '.join(TRAIN_PRESETS)}")
     given = {"tasks": tuple(tasks), "task_weights": tuple(task_weights), "task_balance": task_balance,
-             "vl_weight": vl_weight, "context": context, "data": str(data)}
+             "vl_weight": vl_weight, "context": context, "min_return": min_return, "data": str(data)}
     cfg = dataclasses.replace(TRAIN_PRESETS[recipe], **{k: v for k, v in given.items() if v is not None})
     model_cfg = get_preset(preset or cfg.preset)
     length = cfg.context or model_cfg.context
