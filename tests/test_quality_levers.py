@@ -215,3 +215,13 @@ def test_mixture_shares_count_the_rows_training_draws():
     assert total == pytest.approx(sum(r["rows"] * 64 * r["targets_per_row"] for r in out.values() if r["rows"]))
     thin = min((r for r in out.values() if r["rows"]), key=lambda r: r["targets_per_row"])
     assert thin["targets"] < thin["rows"]
+
+
+def test_mixture_filters_demonstrations_as_training_does(tmp_path):
+    from gato.commands.data import collect
+    from gato.commands.train import mixture
+
+    collect(("control/cartpole",), episodes=2, test_episodes=1, out=tmp_path, progress=False)
+    assert mixture(tmp_path, recipe="tiny", context=64, rows=8)[0]["source"] == "control/cartpole"
+    with pytest.raises(ValueError, match="all 2 episodes are below 200% of the expert return"):
+        mixture(tmp_path, recipe="tiny", context=64, rows=8, min_return=2.0)
