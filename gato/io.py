@@ -85,7 +85,7 @@ def folder_lock(folder: str | Path, job: str) -> Iterator[None]:
         try:
             yield
         finally:
-            if made and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+            if made and folder.is_dir() and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
                 (folder / LOCK_FILE).unlink()
                 folder.rmdir()
     finally:
