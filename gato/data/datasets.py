@@ -79,13 +79,13 @@ def control_sources(root: Path, tm: TokenMap, text, *, tasks: tuple[str, ...] = 
         expert = ref.get(name, {}).get("expert", {}).get("mean", float(np.mean([e.rewards.sum() for e in episodes])))
         random = ref.get(name, {}).get("random", {}).get("mean")
         kept, dropped = filter_by_return(episodes, expert, threshold, random)
-        what = (f"{threshold:.0%} of the expert return {expert:.2f}" + ("" if random is None else
-                f" from random {random:.2f}") + f" (a return of {return_bar(expert, threshold, random):.2f})")
+        bar = (f"{threshold:.0%} of the expert return {expert:.2f}" + ("" if random is None else
+               f" from random {random:.2f}") + f" (a return of {return_bar(expert, threshold, random):.2f})")
         if verbose:
-            print(f"{name}: {len(kept)} episodes kept, {dropped} below {what}")
+            print(f"{name}: {len(kept)} episodes kept, {dropped} below {bar}")
         if not kept:
             best = max(float(e.rewards.sum()) for e in episodes)
-            raise ValueError(f"{name}: all {len(episodes)} episodes are below {what}; the best returned {best:.2f}. "
+            raise ValueError(f"{name}: all {len(episodes)} episodes are below {bar}; the best returned {best:.2f}. "
                              f"Collect more episodes, or lower the bar (`gato train --min-return`)")
         # DAgger and decoy episodes: states the expert did not choose, with the expert's labels.
         # Their return is the behaviour's, so the return filter does not apply.
