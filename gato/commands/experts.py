@@ -13,7 +13,7 @@ def ars_train(env: str = "Hopper-v5", iterations: int = 300, out: Path | None = 
 
     Args:
         env: Gymnasium environment id (Hopper-v5, Walker2d-v5, ...); its preset step size, noise
-            and directions are in gato/experts/ars_training.py (PRESETS).
+            and directions are in gato/experts/ars.py (PRESETS).
         iterations: ARS updates; each rolls out two episodes per direction.
         out: where the best policy so far is saved (.npz), after every new best.
         seed: seed of the random directions and rollouts.
