@@ -370,8 +370,8 @@ def test_max_minutes_stops_with_a_checkpoint_and_says_how_to_go_on(tmp_path, cap
     kw = dict(steps=50, batch_size=2, context=32, warmup=1, checkpoint_every=50, progress=False)
     stopped = train(tmp_path / "run", max_minutes=1e-6, **kw)  # out of time after the first step
     assert stopped["step"] == 1 and ckpt.latest_checkpoint(tmp_path / "run").name == "step_00000001"
-    assert f"stopped at step 1 of 50 after 1e-06 minutes (max_minutes), with a checkpoint in {tmp_path / 'run'}; " \
-           f"the same command with --resume continues it" in capsys.readouterr().out
+    assert f"stopped at step 1 of 50 after 1e-06 minutes (max_minutes), with a checkpoint in {tmp_path / 'run'} " \
+           f"to resume from" in capsys.readouterr().out
     assert train(tmp_path / "run", resume=True, steps=2, progress=False)["step"] == 2
     for bad in (-1, float("nan")):
         with pytest.raises(ValueError, match=f"max_minutes must be >= 0, got {bad}"):

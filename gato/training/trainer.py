@@ -372,7 +372,7 @@ def _train_locked(out: Path, cfg: TrainConfig, d: Dist, device: str, resume: boo
         io.write_json(out / "history.json", result["history"], indent=2)
         if result["step"] < cfg.steps:
             print(f"stopped at step {result['step']} of {cfg.steps} after {max_minutes:g} minutes (max_minutes), "
-                  f"with a checkpoint in {out}; the same command with --resume continues it")
+                  f"with a checkpoint in {out} to resume from")
     return result
 
 
