@@ -17,15 +17,20 @@ import numpy as np
 
 from gato.data.episode import Episode, TaskSpec
 from gato.tokenization import spaces
+from gato.tokenization.batched import encode_batch
 from gato.tokenization.vocab import TokenMap
 
 
 def action_stats(spec: TaskSpec, episodes: list[Episode], tm: TokenMap, text=None) -> dict:
     """Distinct ids and entropy (nats) per action token position, over every step."""
-    ids = [spaces.encode(spec.action_space, a, tm, role=spaces.ACTION, text=text).ids
-           for e in episodes for a in e.actions]
-    width = min(len(i) for i in ids)
-    cols = np.array([i[:width] for i in ids])  # (steps, action tokens); text actions: their first tokens
+    actions = [a for e in episodes for a in e.actions]
+    batch = encode_batch(spec.action_space, actions, tm, role=spaces.ACTION)  # one call, not one per step
+    if batch is not None:
+        cols = batch.ids  # (steps, action tokens)
+    else:  # text actions: their first tokens
+        ids = [spaces.encode(spec.action_space, a, tm, role=spaces.ACTION, text=text).ids for a in actions]
+        width = min(len(i) for i in ids)
+        cols = np.array([i[:width] for i in ids])
     distinct, entropy = [], []
     for c in cols.T:
         _, counts = np.unique(c, return_counts=True)
@@ -42,10 +47,16 @@ def observation_spread(episodes: list[Episode]) -> float | None:
             return np.concatenate([floats(v) for v in o.values()] or [np.zeros(0)])
         a = np.asarray(o)
         return a.ravel().astype(np.float64) if a.dtype.kind == "f" else np.zeros(0)
-    rows = [floats(o) for e in episodes for o in e.observations]
-    if not rows or not len(rows[0]):
+    def steps(e):  # (T, values): one array per episode where observations are plain arrays
+        if e.observations and not isinstance(e.observations[0], dict):
+            a = np.asarray(e.observations)
+            if a.dtype.kind != "O":
+                return a.reshape(len(a), -1).astype(np.float64) if a.dtype.kind == "f" else np.zeros((len(a), 0))
+        return np.stack([floats(o) for o in e.observations])
+    rows = np.concatenate([steps(e) for e in episodes]) if episodes else np.zeros((0, 0))
+    if not rows.size:
         return None
-    return round(float(np.stack(rows).std(axis=0).mean()), 5)
+    return round(float(rows.std(axis=0).mean()), 5)
 
 
 def dataset_stats(root: Path, task_name: str, tm: TokenMap, text=None, split: str = "train",
