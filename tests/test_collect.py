@@ -3,6 +3,9 @@ training sources read back from the collected data."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -104,3 +107,11 @@ def test_unknown_task_is_rejected_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="did you mean"):
         collect(("control/cartpol",), episodes=1, out=tmp_path, progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_collecting_control_tasks_does_not_import_torch(tmp_path):
+    """Recording needs no torch: importing it would cost a `gato collect` over a second."""
+    code = ("import sys; from pathlib import Path; from gato.commands.data import collect; "
+            f"collect(('control/cartpole',), episodes=1, test_episodes=0, out=Path({str(tmp_path)!r}), progress=False); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from gato.data.sampling import DocumentSource, ImageTextSource
 from gato.data.vl.builders import QUESTION_TYPES, SETS, WORDNET
 from gato.data.vl.formats import (Read, inside, most_common, read_coco, read_documents, read_json, read_vqa, write_coco,
                                   write_json, write_jsonl, write_vqa)
@@ -195,6 +194,8 @@ def vl_sources(root: Path, tm: TokenMap, text, *, names: tuple[str, ...] = (), s
                image_size: int | None = None, verbose: bool = True) -> list:
     """Training sources of the sets under root (all, or `names`): DocumentSource for text sets,
     ImageTextSource for captions and VQA (the question conditions; its most common answer is the target)."""
+    from gato.data.sampling import DocumentSource, ImageTextSource  # torch: not for `gato collect`
+
     names = tuple(names) or tuple(find_sets(root))
     if not names:
         raise ValueError(f"no vision-language or text sets under {root} (make them with `gato collect vl text`)")
