@@ -66,7 +66,8 @@ def matched_prompts(data: Path | None, task_name: str, spec: TaskSpec, model_cfg
                     ) -> Callable[[Any], Sequence] | None:
     """Per-episode prompts: for an episode's first observation, the end of the best training
     episode under `data` that carries the same text (BabyAI: the same mission), else the task's
-    best: the prompts of models trained with `--prompt-match True`. None: no data or no episodes."""
+    best: the prompts of models trained with `--prompt-match True`. `choose(None)` is the task's
+    own prompt (`task_prompt`). None: no data or no episodes."""
     episodes = _train_episodes(data, task_name, spec)
     if not episodes:
         return None

@@ -75,10 +75,11 @@ def score_task(model, text, task, settings: EvalSettings, *, device: str, progre
     reference scores: mean, expert-normalised mean with its bootstrap interval, success rate."""
     spec = task_spec(task.name)
     prompts = None if settings.prompts is None else Path(settings.prompts)
-    task_p = task_prompt(prompts, task.name, spec, model.cfg, text)
+    # the task's episodes are read once: a mission-matching chooser also gives the task's own prompt
+    chosen = matched_prompts(prompts, task.name, spec, model.cfg, text) if settings.prompt_match else None
+    task_p = chosen(None) if chosen else task_prompt(prompts, task.name, spec, model.cfg, text)
     if prompts is not None and task_p is None:
         print(f"{task.name}: no training episodes in {prompts}, so no prompt (collect the task to prompt it)")
-    chosen = matched_prompts(prompts, task.name, spec, model.cfg, text) if settings.prompt_match else None
     clock: dict = {}
     t0 = time.perf_counter()
     eps = rollout(model, task, spec, settings.episodes, settings.envs, text=text, prompt=chosen or task_p,
